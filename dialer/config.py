@@ -1,0 +1,48 @@
+"""Settings: every environment variable the dialer reads, in one place."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """The `DIALER_*` environment, typed; secrets stay `SecretStr` and are never printed."""
+
+    model_config = SettingsConfigDict(env_prefix="DIALER_", extra="ignore")
+
+    # Infrastructure. Unset URLs mean "use the embedded servers under var_dir".
+    database_url: str | None = None
+    redis_url: str | None = None
+    var_dir: Path = Path("var")
+
+    # Acefone.
+    acefone_base_url: str = "https://api-account-uk.acefone.com"
+    acefone_token: SecretStr = SecretStr("")
+    acefone_connect_timeout: float = 3.0
+    acefone_read_timeout: float = 10.0
+
+    # Our own HTTP surface.
+    webhook_token: SecretStr = SecretStr("")
+    api_token: SecretStr = SecretStr("")
+    public_url: str = "http://127.0.0.1:8000"
+
+    # Dispatch.
+    max_cps: float = Field(default=5.0, gt=0)
+    pacer_interval: float = Field(default=1.0, gt=0)
+    reconcile_interval: float = Field(default=30.0, gt=0)
+    reconcile_grace: int = Field(default=120, ge=0)
+    agent_wrapup_seconds: int = Field(default=5, ge=0)
+    redis_prefix: str = "dialer"
+
+    # Webhook time stamps arrive in the account's zone (IST unless changed in the portal).
+    account_timezone: str = "Asia/Kolkata"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """Return the process-wide settings, read once from the environment."""
+    return Settings()

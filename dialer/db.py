@@ -1,0 +1,67 @@
+"""Engine and sessions: one engine per process, created lazily (after fork in workers)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from sqlalchemy import Engine, create_engine
+from sqlalchemy.orm import Session, sessionmaker
+
+_engine: Engine | None = None
+_factory: sessionmaker[Session] | None = None
+
+
+def database_url() -> str:
+    """Return the SQLAlchemy URL of the database this process uses."""
+    from dialer.embedded import resolve_urls
+
+    url = resolve_urls().database_url
+    if url.startswith("postgresql://"):
+        url = url.replace("postgresql://", "postgresql+psycopg://", 1)
+    return url
+
+
+def get_engine() -> Engine:
+    """Return this process's engine, creating it on first use."""
+    global _engine, _factory
+    if _engine is None:
+        _engine = create_engine(database_url(), pool_pre_ping=True, pool_size=5, max_overflow=10)
+        _factory = sessionmaker(_engine, expire_on_commit=False)
+    return _engine
+
+
+def new_session() -> Session:
+    """Open a session on this process's engine; the caller commits."""
+    get_engine()
+    assert _factory is not None
+    return _factory()
+
+
+@contextmanager
+def session_scope() -> Iterator[Session]:
+    """Open a session, commit on success, roll back on error."""
+    session = new_session()
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+def dispose_after_fork() -> None:
+    """Drop connections inherited from a parent process without closing the parent's sockets."""
+    if _engine is not None:
+        _engine.dispose(close=False)
+
+
+def reset_engine() -> None:
+    """Forget this process's engine (tests point the process at another database)."""
+    global _engine, _factory
+    if _engine is not None:
+        _engine.dispose()
+    _engine = None
+    _factory = None
