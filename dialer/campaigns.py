@@ -1,0 +1,144 @@
+"""Campaigns: creation with their agents and rules, and the lifecycle (start, pause, resume, cancel)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from dialer.models import Agent, Campaign, Lead
+from dialer.policy import check_zone, merge_rules
+from dialer.states import CAMPAIGN_TRANSITIONS, CampaignState, LeadStatus, transition
+
+
+class CampaignNotFound(LookupError):
+    """No campaign has that id."""
+
+
+def get_campaign(*, session: Session, campaign_id: int, lock: bool = False) -> Campaign:
+    """Return the campaign or raise CampaignNotFound."""
+    stmt = select(Campaign).where(Campaign.id == campaign_id)
+    if lock:
+        stmt = stmt.with_for_update()
+    campaign = session.scalars(stmt).first()
+    if campaign is None:
+        raise CampaignNotFound(f"campaign {campaign_id} does not exist")
+    return campaign
+
+
+def ensure_agents(*, session: Session, numbers: list[str]) -> list[Agent]:
+    """Return the agents with these numbers, creating the missing ones."""
+    cleaned = [n.strip() for n in numbers if n.strip()]
+    if not cleaned:
+        raise ValueError("a campaign needs at least one agent number (--agents 101,102)")
+    existing = {a.number: a for a in session.scalars(select(Agent).where(Agent.number.in_(cleaned)))}
+    agents = []
+    for number in dict.fromkeys(cleaned):
+        agent = existing.get(number)
+        if agent is None:
+            agent = Agent(number=number)
+            session.add(agent)
+        agents.append(agent)
+    session.flush()
+    return agents
+
+
+def create_campaign(
+    *,
+    session: Session,
+    name: str,
+    caller_id: str,
+    agents: list[str],
+    window: tuple[dt.time, dt.time] = (dt.time(9), dt.time(20)),
+    days: list[int] | None = None,
+    timezone: str = "Europe/London",
+    region: str = "GB",
+    cps: float | None = None,
+    max_attempts: int = 3,
+    call_timeout: int = 300,
+    retry_policy: dict[str, Any] | None = None,
+    start_at: dt.datetime | None = None,
+) -> Campaign:
+    """Create a draft campaign with its agents and rules."""
+    if not name.strip():
+        raise ValueError("campaign name must not be empty")
+    if not caller_id.strip():
+        raise ValueError("--caller-id must not be empty")
+    if max_attempts < 1:
+        raise ValueError("--max-attempts must be at least 1")
+    if cps is not None and cps <= 0:
+        raise ValueError("--cps must be above 0")
+    merge_rules(retry_policy)  # validate now, not at the first hangup
+    campaign = Campaign(
+        name=name.strip(),
+        caller_id=caller_id.strip(),
+        window_start=window[0],
+        window_end=window[1],
+        days=days or [1, 2, 3, 4, 5],
+        timezone=check_zone(timezone),
+        region=region.upper(),
+        cps=cps,
+        max_attempts=max_attempts,
+        call_timeout=call_timeout,
+        retry_policy=retry_policy or {},
+        start_at=start_at,
+        state=CampaignState.DRAFT,
+    )
+    campaign.agents = ensure_agents(session=session, numbers=agents)
+    session.add(campaign)
+    session.flush()
+    return campaign
+
+
+def set_campaign_state(
+    *, session: Session, campaign: Campaign, state: CampaignState, reason: str | None = None
+) -> Campaign:
+    """Move a campaign through its state machine; raises IllegalTransition on a wrong move."""
+    campaign.state = transition(CAMPAIGN_TRANSITIONS, CampaignState(campaign.state), state)
+    campaign.state_reason = reason
+    if state in (CampaignState.COMPLETED, CampaignState.CANCELLED):
+        campaign.finished_at = dt.datetime.now(dt.UTC)
+    session.flush()
+    return campaign
+
+
+def start_campaign(*, session: Session, campaign_id: int, now: dt.datetime) -> Campaign:
+    """Start a campaign now, or schedule it when its start time is still ahead."""
+    campaign = get_campaign(session=session, campaign_id=campaign_id, lock=True)
+    target = (
+        CampaignState.SCHEDULED if campaign.start_at is not None and campaign.start_at > now else CampaignState.RUNNING
+    )
+    return set_campaign_state(session=session, campaign=campaign, state=target)
+
+
+def pause_campaign(*, session: Session, campaign_id: int, reason: str | None = None) -> Campaign:
+    """Stop new dials at once; calls in progress go on."""
+    campaign = get_campaign(session=session, campaign_id=campaign_id, lock=True)
+    return set_campaign_state(session=session, campaign=campaign, state=CampaignState.PAUSED, reason=reason)
+
+
+def resume_campaign(*, session: Session, campaign_id: int) -> Campaign:
+    """Let a paused campaign dial again."""
+    campaign = get_campaign(session=session, campaign_id=campaign_id, lock=True)
+    return set_campaign_state(session=session, campaign=campaign, state=CampaignState.RUNNING)
+
+
+def cancel_campaign(*, session: Session, campaign_id: int) -> Campaign:
+    """End a campaign for good: waiting leads are cancelled, calls in progress go on."""
+    campaign = get_campaign(session=session, campaign_id=campaign_id, lock=True)
+    set_campaign_state(session=session, campaign=campaign, state=CampaignState.CANCELLED)
+    session.execute(
+        update(Lead)
+        .where(Lead.campaign_id == campaign.id, Lead.status == LeadStatus.PENDING)
+        .values(status=LeadStatus.CANCELLED, blocked_reason=None)
+    )
+    # Attempts already queued are left to their dial task: it re-checks the campaign, drops out,
+    # cancels the attempt and its lead and frees the agent in one transaction.
+    return campaign
+
+
+def list_campaigns(*, session: Session) -> list[Campaign]:
+    """Return every campaign, newest first."""
+    return list(session.scalars(select(Campaign).order_by(Campaign.id.desc())))

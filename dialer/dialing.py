@@ -1,0 +1,213 @@
+"""The dial: gates, a global token, the committed queued->dialing claim, the request, the result.
+
+Invariant 1 lives here: the attempt moves queued -> dialing in a committed conditional UPDATE
+BEFORE the HTTP request, so a redelivered task (or a second worker) finds `dialing` and stops;
+and no transaction is held open across the HTTP call.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from sqlalchemy import exists, select, update
+from sqlalchemy.orm import Session
+
+from dialer.acefone import DialRequest, DialResult, FailureReason, ResultKind
+from dialer.campaigns import set_campaign_state
+from dialer.models import Agent, CallAttempt, Campaign, DncNumber, Lead
+from dialer.outcomes import return_lead, set_lead_status, settle_attempt
+from dialer.policy import window_of
+from dialer.states import ATTEMPT_TRANSITIONS, AttemptStatus, CampaignState, LeadStatus, transition
+
+AGENT_OFFLINE_COOLDOWN = dt.timedelta(minutes=5)
+DEFAULT_429_PAUSE = 5.0
+LIMITER_TIMEOUT = 20.0
+
+
+class Dialer(Protocol):
+    def click_to_call(self, request: DialRequest) -> DialResult: ...
+
+
+class Limiter(Protocol):
+    def acquire(self, *, campaign_id: int, campaign_cps: float | None, timeout: float) -> bool: ...
+    def pause_fleet(self, seconds: float) -> None: ...
+
+
+@dataclass(frozen=True)
+class DialOutcome:
+    """What the task should do next: nothing (`retry_in` None) or run again after `retry_in` s."""
+
+    status: str
+    retry_in: float | None = None
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def check_gates(*, session: Session, attempt_id: int, now: dt.datetime) -> DialRequest | None:
+    """Re-check a queued attempt against its campaign, DNC and window; return its request or None.
+
+    An attempt that may not be dialled is cancelled here (uncharged), its agent freed.
+    """
+    attempt = session.get(CallAttempt, attempt_id, with_for_update=True)
+    if attempt is None or attempt.status != AttemptStatus.QUEUED:
+        return None  # redelivered, already dialled or already cancelled
+    campaign = session.get(Campaign, attempt.campaign_id)
+    lead = attempt.lead
+    agent = session.get(Agent, attempt.agent_id) if attempt.agent_id else None
+    assert campaign is not None
+    zones = lead.timezones or [campaign.timezone]
+
+    def drop(reason: str, lead_status: LeadStatus | None = None, retry_at: dt.datetime | None = None) -> None:
+        settle_attempt(session=session, attempt=attempt, status=AttemptStatus.CANCELLED, now=now, wrapup_seconds=0)
+        attempt.api_message = f"not dialled: {reason}"
+        if lead_status is not None and lead.status != lead_status:
+            set_lead_status(lead, lead_status)
+        elif retry_at is not None:
+            return_lead(lead=lead, next_attempt_at=retry_at, reason=reason)
+        lead.blocked_reason = reason
+
+    if campaign.state != CampaignState.RUNNING:
+        cancelled = campaign.state == CampaignState.CANCELLED
+        drop(f"campaign {campaign.state}", LeadStatus.CANCELLED if cancelled else None, None if cancelled else now)
+        return None
+    if session.get(DncNumber, lead.phone_e164) is not None:
+        drop("dnc", LeadStatus.DNC)
+        return None
+    window = window_of(campaign)
+    if not window.is_open(now, zones):
+        drop("outside_window", retry_at=window.next_opening(now, zones) or now + dt.timedelta(days=1))
+        return None
+    if agent is None:
+        drop("no_agent", retry_at=now)
+        return None
+    return DialRequest(
+        agent_number=agent.number,
+        destination_number=lead.phone_e164,
+        caller_id=campaign.caller_id,
+        custom_identifier=attempt.custom_identifier,
+        call_timeout=campaign.call_timeout,
+    )
+
+
+def claim_attempt(*, session: Session, attempt_id: int, now: dt.datetime) -> bool:
+    """Move queued -> dialing if the campaign still runs and the number is not on the DNC list."""
+    campaign_running = exists().where(Campaign.id == CallAttempt.campaign_id, Campaign.state == CampaignState.RUNNING)
+    on_dnc = exists().where(Lead.id == CallAttempt.lead_id, DncNumber.phone_e164 == Lead.phone_e164)
+    result = session.execute(
+        update(CallAttempt)
+        .where(
+            CallAttempt.id == attempt_id,
+            CallAttempt.status == AttemptStatus.QUEUED,
+            campaign_running,
+            ~on_dnc,
+        )
+        .values(status=AttemptStatus.DIALING, dialed_at=now, send_count=CallAttempt.send_count + 1)
+        .execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount or 0) == 1  # type: ignore[attr-defined]
+
+
+def record_result(
+    *, session: Session, attempt_id: int, result: DialResult, now: dt.datetime, wrapup_seconds: int
+) -> DialOutcome:
+    """Store what Acefone answered and take its consequence (invariant 2)."""
+    attempt = session.get(CallAttempt, attempt_id, with_for_update=True)
+    assert attempt is not None
+    attempt.api_status = result.status_code
+    attempt.api_message = result.message[:2000] or None
+    current = AttemptStatus(attempt.status)
+    if current != AttemptStatus.DIALING:
+        # A webhook outran the API response (it happens with async=1): keep the later state.
+        if result.ref_id and not attempt.ref_id:
+            attempt.ref_id = result.ref_id
+        return DialOutcome(current.value)
+
+    if result.kind == ResultKind.ORIGINATED:
+        attempt.status = transition(ATTEMPT_TRANSITIONS, current, AttemptStatus.ORIGINATED)
+        attempt.ref_id = result.ref_id
+        attempt.call_id = result.call_id
+        return DialOutcome(attempt.status.value)
+    if result.kind == ResultKind.AMBIGUOUS:
+        attempt.status = transition(ATTEMPT_TRANSITIONS, current, AttemptStatus.AMBIGUOUS)
+        return DialOutcome(attempt.status.value)
+    if result.kind == ResultKind.RETRY:
+        # Provably not placed: the same attempt goes out again, nothing is charged.
+        attempt.status = transition(ATTEMPT_TRANSITIONS, current, AttemptStatus.QUEUED)
+        wait = result.retry_after if result.retry_after is not None else DEFAULT_429_PAUSE
+        if result.reason != FailureReason.RATE_LIMITED:
+            wait = min(30.0, 2.0 ** min(attempt.send_count, 5))
+        return DialOutcome(attempt.status.value, retry_in=wait)
+
+    # FAILED: Acefone refused the request, so no call exists. Whose fault decides the consequence.
+    campaign = session.get(Campaign, attempt.campaign_id)
+    assert campaign is not None
+    lead = attempt.lead
+    if result.reason in (FailureReason.UNAUTHORIZED, FailureReason.INVALID_CALLER_ID):
+        settle_attempt(
+            session=session, attempt=attempt, status=AttemptStatus.FAILED, now=now, wrapup_seconds=0, charge=False
+        )
+        return_lead(lead=lead, next_attempt_at=now, reason="campaign_paused")
+        if campaign.state == CampaignState.RUNNING:
+            set_campaign_state(session=session, campaign=campaign, state=CampaignState.PAUSED, reason=result.message)
+    elif result.reason == FailureReason.AGENT_OFFLINE:
+        settle_attempt(
+            session=session, attempt=attempt, status=AttemptStatus.FAILED, now=now, wrapup_seconds=0, charge=False
+        )
+        return_lead(lead=lead, next_attempt_at=now, reason="agent_offline")
+        session.execute(
+            update(Agent).where(Agent.id == attempt.agent_id).values(paused_until=now + AGENT_OFFLINE_COOLDOWN)
+        )
+    elif result.reason == FailureReason.INVALID_NUMBER:
+        settle_attempt(
+            session=session, attempt=attempt, status=AttemptStatus.FAILED, now=now, wrapup_seconds=0, charge=True
+        )
+        if lead.status == LeadStatus.PENDING:
+            set_lead_status(lead, LeadStatus.INVALID)
+            lead.blocked_reason = "invalid_number"
+    else:
+        settle_attempt(session=session, attempt=attempt, status=AttemptStatus.FAILED, now=now, wrapup_seconds=0)
+    return DialOutcome(AttemptStatus(attempt.status).value)
+
+
+def place_call(
+    *,
+    attempt_id: int,
+    sessions: Callable[[], Session],
+    client: Dialer,
+    limiter: Limiter,
+    wrapup_seconds: int,
+    clock: Callable[[], dt.datetime] = _utcnow,
+) -> DialOutcome:
+    """Dial one attempt: gates, token, committed claim, request, result - three short transactions."""
+    with sessions() as session, session.begin():
+        request = check_gates(session=session, attempt_id=attempt_id, now=clock())
+        campaign_id, cps = _campaign_rate(session, attempt_id)
+    if request is None:
+        return DialOutcome("skipped")
+    if not limiter.acquire(campaign_id=campaign_id, campaign_cps=cps, timeout=LIMITER_TIMEOUT):
+        return DialOutcome("queued", retry_in=1.0)
+    with sessions() as session, session.begin():
+        claimed = claim_attempt(session=session, attempt_id=attempt_id, now=clock())
+    if not claimed:
+        return DialOutcome("skipped")
+    result = client.click_to_call(request)
+    if result.reason == FailureReason.RATE_LIMITED:
+        limiter.pause_fleet(result.retry_after if result.retry_after is not None else DEFAULT_429_PAUSE)
+    with sessions() as session, session.begin():
+        return record_result(
+            session=session, attempt_id=attempt_id, result=result, now=clock(), wrapup_seconds=wrapup_seconds
+        )
+
+
+def _campaign_rate(session: Session, attempt_id: int) -> tuple[int, float | None]:
+    row = session.execute(
+        select(Campaign.id, Campaign.cps)
+        .join(CallAttempt, CallAttempt.campaign_id == Campaign.id)
+        .where(CallAttempt.id == attempt_id)
+    ).first()
+    return (int(row[0]), row[1]) if row else (0, None)

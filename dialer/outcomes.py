@@ -1,0 +1,115 @@
+"""Settling a call: the attempt's final state, the agent's release and the lead's next step.
+
+One place decides what an ended call means for its lead, whoever learned that it ended
+(the hangup webhook, the API's refusal, the reconciler).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import update
+from sqlalchemy.orm import Session
+
+from dialer.models import Agent, CallAttempt, Campaign, Lead
+from dialer.policy import merge_rules
+from dialer.states import (
+    ATTEMPT_FINAL,
+    ATTEMPT_TRANSITIONS,
+    LEAD_TRANSITIONS,
+    AttemptStatus,
+    LeadStatus,
+    transition,
+)
+
+# Attempt end states and the policy outcome each one is judged by.
+POLICY_OUTCOME = {
+    AttemptStatus.NO_ANSWER: "no_answer",
+    AttemptStatus.BUSY: "busy",
+    AttemptStatus.FAILED: "failed",
+    AttemptStatus.AGENT_MISSED: "agent_missed",
+    AttemptStatus.LOST: "lost",
+}
+
+
+def release_agent(*, session: Session, attempt: CallAttempt, now: dt.datetime, wrapup_seconds: int) -> None:
+    """Free the agent held by this attempt, after a wrap-up gap; no-op if another call holds it."""
+    if attempt.agent_id is None:
+        return
+    session.execute(
+        update(Agent)
+        .where(Agent.id == attempt.agent_id, Agent.reserved_attempt_id == attempt.id)
+        .values(
+            reserved_attempt_id=None,
+            lease_until=None,
+            available_at=now + dt.timedelta(seconds=wrapup_seconds),
+        )
+    )
+
+
+def set_lead_status(lead: Lead, status: LeadStatus) -> None:
+    """Move a lead through its state machine."""
+    if lead.status != status:
+        lead.status = transition(LEAD_TRANSITIONS, LeadStatus(lead.status), status)
+
+
+def return_lead(*, lead: Lead, next_attempt_at: dt.datetime, reason: str | None = None) -> None:
+    """Put a lead back in the queue without charging it."""
+    if lead.status in (LeadStatus.IN_CALL, LeadStatus.PENDING):
+        set_lead_status(lead, LeadStatus.PENDING)
+        lead.next_attempt_at = next_attempt_at
+        lead.blocked_reason = reason
+
+
+def settle_attempt(
+    *,
+    session: Session,
+    attempt: CallAttempt,
+    status: AttemptStatus,
+    now: dt.datetime,
+    wrapup_seconds: int,
+    charge: bool | None = None,
+) -> bool:
+    """End an attempt in `status`, free its agent and decide its lead's next step.
+
+    Returns False (and changes nothing) if the attempt had already ended: settling is idempotent,
+    so a duplicated or late event cannot count a call twice.
+    """
+    if attempt.status in ATTEMPT_FINAL:
+        return False
+    attempt.status = transition(ATTEMPT_TRANSITIONS, AttemptStatus(attempt.status), status)
+    attempt.ended_at = now
+    release_agent(session=session, attempt=attempt, now=now, wrapup_seconds=wrapup_seconds)
+
+    lead = attempt.lead
+    campaign = session.get(Campaign, attempt.campaign_id)
+    assert campaign is not None
+    if lead.status != LeadStatus.IN_CALL:
+        # The lead moved on without this call (cancelled campaign, DNC): record, decide nothing.
+        return True
+    lead.last_outcome = status.value
+    if status == AttemptStatus.COMPLETED:
+        attempt.charged = True
+        lead.attempts += 1
+        lead.blocked_reason = None
+        set_lead_status(lead, LeadStatus.CONTACTED)
+        return True
+    if status == AttemptStatus.CANCELLED:
+        return_lead(lead=lead, next_attempt_at=now)
+        return True
+
+    rule = merge_rules(campaign.retry_policy)[POLICY_OUTCOME[status]]
+    counts = rule["counts"] if charge is None else charge
+    if counts:
+        attempt.charged = True
+        lead.attempts += 1
+    if lead.attempts >= campaign.max_attempts:
+        lead.blocked_reason = None
+        set_lead_status(lead, LeadStatus.EXHAUSTED)
+    else:
+        return_lead(
+            lead=lead,
+            next_attempt_at=now + dt.timedelta(seconds=int(rule["delay"])),
+            reason="waiting_for_retry",
+        )
+    return True

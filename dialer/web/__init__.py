@@ -1,0 +1,1 @@
+"""The HTTP surface: webhook receiver, REST API, metrics, health."""

@@ -1,0 +1,288 @@
+"""Acefone webhooks: parse, store raw first, correlate, move the attempt forward only.
+
+Delivery is at least once and unordered (ACEFONE.md): the same hangup may come eleven times and
+before the answer events. Storing is keyed by a dedupe key; processing is idempotent; a final
+attempt never changes again, so any order and any number of copies end in the same state.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qsl
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import or_, select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session
+
+from dialer.identifiers import parse_identifier
+from dialer.models import CallAttempt, WebhookEvent
+from dialer.outcomes import settle_attempt
+from dialer.states import ATTEMPT_FINAL, ATTEMPT_RANK, ATTEMPT_TRANSITIONS, AttemptStatus, can_transition
+
+SECRET_HEADERS = frozenset({"x-webhook-token", "authorization", "cookie"})
+NESTED_KEYS = ("answered_agent", "missed_agent", "call_flow")
+MAX_BODY_BYTES = 256 * 1024
+
+
+class WebhookParseError(ValueError):
+    """A body that is neither JSON nor a form: answered 400, still logged."""
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    id: int
+    is_new: bool
+
+
+def _clean(value: Any) -> Any:
+    # Acefone sends an unset `$variable` literally: "$campaign_name" means "no value".
+    if isinstance(value, str):
+        v = value.strip()
+        return None if v.startswith("$") or v == "" else v
+    if isinstance(value, dict):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_clean(v) for v in value]
+    return value
+
+
+def parse_body(*, method: str, content_type: str | None, body: bytes, query: dict[str, str]) -> dict[str, Any]:
+    """Read a webhook's fields from a JSON body, a form body or (GET) the query string."""
+    if len(body) > MAX_BODY_BYTES:
+        raise WebhookParseError(f"body is {len(body)} bytes; the limit is {MAX_BODY_BYTES}")
+    ctype = (content_type or "").split(";")[0].strip().lower()
+    fields: dict[str, Any]
+    if method.upper() == "GET" or not body.strip():
+        fields = {k: v for k, v in query.items() if k != "token"}
+        if not fields:
+            raise WebhookParseError("empty webhook: no body and no query parameters")
+    else:
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise WebhookParseError(f"body is not UTF-8 (byte {exc.start})") from None
+        if ctype.endswith("json") or (not ctype.endswith("form-urlencoded") and text.lstrip().startswith("{")):
+            try:
+                data = json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise WebhookParseError(f"body is not valid JSON: {exc.msg} at line {exc.lineno}") from None
+            if not isinstance(data, dict):
+                raise WebhookParseError("JSON body must be an object of fields")
+            fields = data
+        elif ctype.endswith("form-urlencoded") or "=" in text:
+            pairs = parse_qsl(text, keep_blank_values=True, strict_parsing=False)
+            if not pairs:
+                raise WebhookParseError("form body has no fields")
+            fields = dict(pairs)
+        else:
+            raise WebhookParseError(f"body is neither JSON nor a form (content-type {ctype or 'missing'})")
+    for key in NESTED_KEYS:
+        value = fields.get(key)
+        if isinstance(value, str) and value.strip()[:1] in ("{", "["):
+            try:
+                fields[key] = json.loads(value)
+            except json.JSONDecodeError:
+                pass
+    return {str(k): _clean(v) for k, v in fields.items()}
+
+
+def dedupe_key(fields: dict[str, Any]) -> str:
+    """Hash the parsed fields: byte-identical copies (and JSON/form twins) share one key."""
+    canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def store_event(
+    *,
+    session: Session,
+    method: str,
+    content_type: str | None,
+    headers: dict[str, str],
+    body: bytes,
+    fields: dict[str, Any],
+) -> StoredEvent:
+    """Store the raw event before anything else; a copy only bumps the original's counter."""
+    key = dedupe_key(fields)
+    safe_headers = {k: v for k, v in headers.items() if k.lower() not in SECRET_HEADERS}
+    stmt = (
+        insert(WebhookEvent)
+        .values(
+            dedupe_key=key,
+            method=method.upper(),
+            content_type=content_type,
+            headers=safe_headers,
+            body=body.decode("utf-8", errors="replace"),
+            fields=fields,
+            kind=event_kind(fields),
+            custom_identifier=_text(fields.get("custom_identifier"), 64),
+            status="pending",
+            copies=1,
+        )
+        .on_conflict_do_update(index_elements=["dedupe_key"], set_={"copies": WebhookEvent.copies + 1})
+        .returning(WebhookEvent.id, WebhookEvent.copies)
+    )
+    row = session.execute(stmt).one()
+    return StoredEvent(id=int(row[0]), is_new=int(row[1]) == 1)
+
+
+def _text(value: Any, limit: int) -> str | None:
+    return None if value is None else str(value)[:limit]
+
+
+def event_kind(fields: dict[str, Any]) -> str:
+    """Tell which trigger sent this event: agent_answered, customer_answered, customer_missed, hangup."""
+    status = str(fields.get("call_status") or "").strip().lower()
+    if "answered by agent" in status:
+        return "agent_answered"
+    if "answered by customer" in status:
+        return "customer_answered"
+    if any(fields.get(k) is not None for k in ("end_stamp", "billsec", "duration")) or status == "answered":
+        return "hangup"
+    if status == "missed":
+        return "customer_missed"
+    return "unknown"
+
+
+def _int(value: Any) -> int | None:
+    try:
+        return int(float(str(value)))
+    except (TypeError, ValueError):
+        return None
+
+
+def hangup_outcome(fields: dict[str, Any]) -> AttemptStatus:
+    """Map a hangup's call_status, hangup cause, reason and billsec to the attempt's end state."""
+    status = str(fields.get("call_status") or "").lower()
+    cause = str(fields.get("hangup_cause_key") or fields.get("hangup_cause") or "").upper()
+    reason = str(fields.get("reason_key") or "").lower()
+    billsec = _int(fields.get("billsec")) or 0
+    if status == "answered" and (billsec > 0 or cause == "NORMAL_CLEARING"):
+        return AttemptStatus.COMPLETED
+    agent_connected = (
+        str(fields.get("call_connected") or "") == "1"
+        or bool(fields.get("answered_agent"))
+        or bool(fields.get("answer_agent_number") or fields.get("answered_agent_number"))
+    )
+    if not agent_connected and (
+        fields.get("missed_agent") or "agent" in reason or _int(fields.get("customer_ring_time")) in (None, 0)
+    ):
+        return AttemptStatus.AGENT_MISSED
+    if cause == "USER_BUSY" or "busy" in reason:
+        return AttemptStatus.BUSY
+    if cause in ("NO_ANSWER", "NO_USER_RESPONSE", "ORIGINATOR_CANCEL") or "noanswer" in reason.replace(" ", ""):
+        return AttemptStatus.NO_ANSWER
+    return AttemptStatus.FAILED
+
+
+def parse_stamp(value: Any, account_tz: str) -> dt.datetime | None:
+    """Read an Acefone time stamp (account zone, or epoch, or ISO 8601) as UTC."""
+    if value is None:
+        return None
+    text = str(value).strip()
+    if text.isdigit():
+        return dt.datetime.fromtimestamp(int(text), dt.UTC)
+    try:
+        stamp = dt.datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if stamp.tzinfo is None:
+        stamp = stamp.replace(tzinfo=ZoneInfo(account_tz))
+    return stamp.astimezone(dt.UTC)
+
+
+def correlate(*, session: Session, fields: dict[str, Any]) -> tuple[CallAttempt | None, str | None]:
+    """Find the attempt an event belongs to: custom_identifier, then ref_id, then call_id/uuid."""
+    raw_id = fields.get("custom_identifier")
+    key = parse_identifier(str(raw_id)) if raw_id is not None else None
+    if key is not None:
+        attempt = session.scalars(
+            select(CallAttempt).where(CallAttempt.custom_identifier == str(key)).with_for_update()
+        ).first()
+        if attempt is not None and attempt.lead_id == key.lead_id and attempt.campaign_id == key.campaign_id:
+            return attempt, None
+    conditions = []
+    for column, name in ((CallAttempt.ref_id, "ref_id"), (CallAttempt.call_id, "call_id"), (CallAttempt.uuid, "uuid")):
+        value = fields.get(name)
+        if value is not None:
+            conditions.append(column == str(value))
+    if conditions:
+        attempt = session.scalars(select(CallAttempt).where(or_(*conditions)).limit(1).with_for_update()).first()
+        if attempt is not None:
+            return attempt, None
+    if raw_id is None:
+        return None, "no custom_identifier, ref_id, call_id or uuid that matches an attempt"
+    if key is None:
+        return None, f"custom_identifier {str(raw_id)[:64]!r} is not of the form c<campaign>-l<lead>-a<n>"
+    return None, f"no attempt {key}"
+
+
+def process_event(*, session: Session, event_id: int, now: dt.datetime, wrapup_seconds: int, account_tz: str) -> str:
+    """Apply one stored event to its attempt; return the event's new status (processed or orphan)."""
+    event = session.get(WebhookEvent, event_id, with_for_update=True)
+    if event is None or event.status != "pending":
+        return event.status if event else "missing"
+    fields = event.fields
+    attempt, why = correlate(session=session, fields=fields)
+    if attempt is None:
+        event.status, event.orphan_reason = "orphan", why
+        return event.status
+    event.attempt_id = attempt.id
+    _learn_ids(attempt, fields)
+    kind = event.kind or event_kind(fields)
+    if kind == "agent_answered":
+        _advance(attempt, AttemptStatus.AGENT_ANSWERED)
+    elif kind == "customer_answered":
+        _advance(attempt, AttemptStatus.CUSTOMER_ANSWERED)
+    elif kind == "customer_missed":
+        attempt.hangup_cause = attempt.hangup_cause or _text(fields.get("hangup_cause_key"), 64)
+    elif kind == "hangup":
+        if attempt.status not in ATTEMPT_FINAL:
+            attempt.billsec = _int(fields.get("billsec"))
+            attempt.duration = _int(fields.get("duration"))
+            attempt.hangup_cause = _text(fields.get("hangup_cause_key") or fields.get("hangup_cause"), 64)
+            attempt.recording_url = _text(fields.get("recording_url"), 2000)
+            ended = parse_stamp(fields.get("end_stamp"), account_tz)
+            settle_attempt(
+                session=session,
+                attempt=attempt,
+                status=hangup_outcome(fields),
+                now=now,
+                wrapup_seconds=wrapup_seconds,
+            )
+            attempt.ended_at = ended or now
+    else:
+        event.status, event.orphan_reason = "orphan", f"unrecognised event (call_status {fields.get('call_status')!r})"
+        return event.status
+    event.status = "processed"
+    return event.status
+
+
+def _advance(attempt: CallAttempt, target: AttemptStatus) -> None:
+    # Forward only: an answer event that arrives after the hangup changes nothing.
+    current = AttemptStatus(attempt.status)
+    if ATTEMPT_RANK[target] > ATTEMPT_RANK[current] and can_transition(ATTEMPT_TRANSITIONS, current, target):
+        attempt.status = target
+
+
+def _learn_ids(attempt: CallAttempt, fields: dict[str, Any]) -> None:
+    for name in ("ref_id", "call_id", "uuid"):
+        value = fields.get(name)
+        if value is not None and getattr(attempt, name) is None:
+            setattr(attempt, name, str(value)[:64])
+
+
+def pending_events(*, session: Session, older_than: dt.datetime, limit: int = 500) -> list[int]:
+    """Return stored events that were never processed (the web process died mid-request)."""
+    return list(
+        session.scalars(
+            select(WebhookEvent.id)
+            .where(WebhookEvent.status == "pending", WebhookEvent.received_at < older_than)
+            .order_by(WebhookEvent.id)
+            .limit(limit)
+        )
+    )

@@ -1,0 +1,38 @@
+"""The Celery app: broker from the dialer's settings, beat schedule, per-process resources."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery
+from celery.signals import worker_process_init
+
+from dialer.config import get_settings
+from dialer.embedded import resolve_urls
+
+
+def create_app() -> Celery:
+    """Build the Celery app for this process."""
+    settings = get_settings()
+    app = Celery("dialer")
+    app.config_from_object("celeryconfig")
+    redis_url = resolve_urls().redis_url
+    app.conf.broker_url = redis_url
+    app.conf.beat_schedule = {
+        "pace-campaigns": {"task": "dialer.pace_campaigns", "schedule": settings.pacer_interval},
+        "reconcile": {"task": "dialer.reconcile", "schedule": settings.reconcile_interval},
+    }
+    app.conf.beat_schedule_filename = str(settings.var_dir / "celerybeat-schedule")
+    app.autodiscover_tasks(["workers"], related_name="tasks", force=True)
+    return app
+
+
+app = create_app()
+
+
+@worker_process_init.connect
+def _after_fork(**_: Any) -> None:
+    # Connections inherited from the parent must not be shared with it (SQLAlchemy's fork advice).
+    from dialer.db import dispose_after_fork
+
+    dispose_after_fork()

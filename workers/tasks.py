@@ -1,0 +1,92 @@
+"""Thin tasks: unpack ids, call one dialer function, commit, publish follow-ups after commit."""
+
+from __future__ import annotations
+
+import datetime as dt
+from functools import cache
+
+from celery import Task
+
+from dialer.acefone import AcefoneClient
+from dialer.config import get_settings
+from dialer.db import new_session, session_scope
+from dialer.dialing import place_call as dial
+from dialer.embedded import resolve_urls
+from dialer.limiter import RedisRateLimiter
+from dialer.pacing import pace_campaigns as pace
+from dialer.reconciler import reconcile_attempts
+from dialer.webhooks import pending_events, process_event
+from workers.app import app
+
+# Retry-safe results come back within a minute; longer countdowns would sit in Redis as ETAs.
+MAX_COUNTDOWN = 60.0
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+@cache
+def _client() -> AcefoneClient:
+    s = get_settings()
+    return AcefoneClient(
+        base_url=s.acefone_base_url,
+        token=s.acefone_token,
+        connect_timeout=s.acefone_connect_timeout,
+        read_timeout=s.acefone_read_timeout,
+    )
+
+
+@cache
+def _limiter() -> RedisRateLimiter:
+    s = get_settings()
+    return RedisRateLimiter(redis_url=resolve_urls().redis_url, prefix=s.redis_prefix, max_cps=s.max_cps)
+
+
+@app.task(name="dialer.place_call", bind=True, max_retries=None)
+def place_call(self: Task, attempt_id: int) -> str:
+    """Dial one attempt."""
+    outcome = dial(
+        attempt_id=attempt_id,
+        sessions=new_session,
+        client=_client(),
+        limiter=_limiter(),
+        wrapup_seconds=get_settings().agent_wrapup_seconds,
+    )
+    if outcome.retry_in is not None:
+        place_call.apply_async((attempt_id,), countdown=min(outcome.retry_in, MAX_COUNTDOWN))
+    return outcome.status
+
+
+@app.task(name="dialer.pace_campaigns")
+def pace_campaigns(campaign_ids: list[int] | None = None) -> int:
+    """Run one pacer tick; publish the dials after the claim has committed."""
+    with session_scope() as session:
+        result = pace(session=session, now=_now(), max_cps=get_settings().max_cps, campaign_ids=campaign_ids)
+    for attempt_id in result.attempt_ids:
+        place_call.delay(attempt_id)
+    return len(result.attempt_ids)
+
+
+@app.task(name="dialer.reconcile")
+def reconcile() -> dict[str, int]:
+    """Settle overdue calls, re-publish stranded dials, process events a crash left pending."""
+    s = get_settings()
+    now = _now()
+    with session_scope() as session:
+        result = reconcile_attempts(
+            session=session, now=now, grace_seconds=s.reconcile_grace, wrapup_seconds=s.agent_wrapup_seconds
+        )
+        events = pending_events(session=session, older_than=now - dt.timedelta(seconds=10))
+    for attempt_id in result.republish:
+        place_call.delay(attempt_id)
+    for event_id in events:
+        with session_scope() as session:
+            process_event(
+                session=session,
+                event_id=event_id,
+                now=_now(),
+                wrapup_seconds=s.agent_wrapup_seconds,
+                account_tz=s.account_timezone,
+            )
+    return {"lost": len(result.lost), "republished": len(result.republish), "events": len(events)}
