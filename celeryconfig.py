@@ -9,7 +9,6 @@ task_serializer = "json"
 accept_content = ["json"]
 result_serializer = "json"
 task_ignore_result = True
-task_default_queue = "dialer"
 # Long ETAs on Redis are redelivered after the visibility timeout; we never use more than 60 s.
 broker_transport_options = {"visibility_timeout": 3600}
 broker_connection_retry_on_startup = True

@@ -428,7 +428,7 @@ def worker(
     name = f"dialer-{uuid.uuid4().hex[:6]}@{socket.gethostname()}"
     os.execv(
         sys.executable,
-        [sys.executable, "-m", "celery", "-A", "workers.app", "worker", "-Q", "dialer", "-n", name,
+        [sys.executable, "-m", "celery", "-A", "workers.app", "worker", "-Q", get_settings().redis_prefix, "-n", name,
          "-c", str(concurrency), "--loglevel", loglevel, "--without-gossip", "--without-mingle"],
     )
 
@@ -514,7 +514,7 @@ def simulate(
 @app.command("demo")
 def demo(
     leads: Annotated[Path, typer.Option(help="Lead list to dial.")] = Path("campaigns/sample_leads.csv"),
-    agents: Annotated[int, typer.Option(help="Simulated agents.")] = 12,
+    agents: Annotated[int, typer.Option(help="Simulated agents.")] = 20,
     workers: Annotated[int, typer.Option(help="Worker processes.")] = 2,
     timeout: Annotated[float, typer.Option(help="Give up after this many seconds.")] = 600,
     keep_services: Annotated[bool, typer.Option(help="Leave the embedded servers running afterwards.")] = False,

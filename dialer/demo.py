@@ -132,8 +132,11 @@ def run_demo(*, leads: Path, agents: int, workers: int, timeout: float, keep_ser
     )
     fleet = Fleet(run_dir, env)
     code = 1
+    campaign_id: int | None = None
     try:
-        subprocess.run([sys.executable, "-m", "dialer", "db", "upgrade"], env=env, check=True, capture_output=True)
+        subprocess.run(
+            [sys.executable, "-m", "dialer", "db", "upgrade"], env=env, check=True, capture_output=True, text=True
+        )
         console.print("schema migrated")
         truth = run_dir / "simulator-calls.jsonl"
         fleet.start("simulator", "simulate", "--port", str(sim_port), "--seed", "7", "--speed", str(SIM_SPEED),
@@ -161,17 +164,34 @@ def run_demo(*, leads: Path, agents: int, workers: int, timeout: float, keep_ser
         final = watch_campaign(campaign_id=campaign_id, load=load, console=console, timeout=timeout)
         report = api.get(f"/api/campaigns/{campaign_id}/report").json()
         console.print(report_table(report))
-        sim_calls = httpx.get(f"http://127.0.0.1:{sim_port}/sim/calls", timeout=10).json()
+        # The embedded database outlives a demo: count only this campaign's calls.
+        sim_calls = [
+            c
+            for c in httpx.get(f"http://127.0.0.1:{sim_port}/sim/calls", timeout=10).json()
+            if str(c["custom_identifier"]).startswith(f"c{campaign_id}-")
+        ]
         code = _check_books(final, report, sim_calls, console)
         (run_dir / "report.json").write_text(json.dumps(report, indent=2))
-    except (RuntimeError, subprocess.CalledProcessError, httpx.HTTPError) as exc:
+    except subprocess.CalledProcessError as exc:
+        detail = (exc.stderr or "").strip().splitlines()
+        console.print(f"[red]demo failed:[/] {' '.join(map(str, exc.cmd[2:]))}: {detail[-1] if detail else exc}")
+    except (RuntimeError, httpx.HTTPError) as exc:
         console.print(f"[red]demo failed:[/] {exc}")
     finally:
+        if code != 0 and campaign_id is not None:
+            _cancel(env, campaign_id)
         fleet.stop()
         console.print("stopped simulator, web, workers and beat")
         if not keep_services and urls.started:
             console.print(f"stopped embedded {', '.join(stop_services(settings.var_dir))}")
     return code
+
+
+def _cancel(env: dict[str, str], campaign_id: int) -> None:
+    # A failed demo must not leave a running campaign for the next one's beat to dial.
+    subprocess.run(
+        [sys.executable, "-m", "dialer", "campaign", "cancel", str(campaign_id)], env=env, capture_output=True
+    )
 
 
 def _create_campaign(env: dict[str, str], leads: Path, agents: int, console: Console) -> int:

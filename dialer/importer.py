@@ -18,6 +18,9 @@ Decisions (the file format is described in campaigns/README.md):
 - A row with more fields than the header (usually an unquoted comma) is fatal and named; one
   trailing empty field is tolerated.
 - Completed and cancelled campaigns take no new leads: nothing would ever dial them.
+- The rejects file is UTF-8 with a BOM (Excel reads it right), written to a temporary name and
+  moved into place only when the import succeeds; cells that a spreadsheet would run as a formula
+  get a leading apostrophe.
 """
 
 from __future__ import annotations
@@ -99,7 +102,9 @@ class ImportReport:
     total_rows: int
     accepted: int
     rejected: int
+    # Only reasons that occurred, in the order of REASONS.
     rejects_by_reason: dict[str, int]
+    # The header of the column the numbers were read from.
     phone_column: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -114,6 +119,7 @@ class _Layout:
     encoding: str
     sep: str
     names: list[str]
+    header_lines: int
     phone: int
     timezone: int | None
     custom: list[tuple[int, str]] = field(default_factory=list)
@@ -282,7 +288,8 @@ def _chunks(path: Path, layout: _Layout) -> Iterator[pd.DataFrame]:
         reader = pd.read_csv(
             path,
             sep=layout.sep,
-            header=0,
+            header=None,
+            skiprows=layout.header_lines,
             # One spare column catches a row with one field too many instead of pandas' silent shift.
             names=[*keys, _EXTRA],
             index_col=False,
@@ -334,11 +341,14 @@ def _read_layout(path: Path, phone_column: str | None) -> _Layout:
     if not first_line.strip():
         raise ImportFailed(f"{path.name}: row 1 is blank; the header must be on row 1")
     sep = max(_DELIMITERS, key=first_line.count) if any(d in first_line for d in _DELIMITERS) else ","
-    names = [n.strip() for n in next(csv.reader(io.StringIO(head), delimiter=sep))]
+    reader = csv.reader(io.StringIO(head), delimiter=sep)
+    names = [n.strip() for n in next(reader)]
     phone = _find_phone_column(path, names, phone_column)
     tz_keys = {_key(n) for n in TIMEZONE_COLUMNS}
     timezone = next((i for i, n in enumerate(names) if i != phone and _key(n) in tz_keys), None)
-    layout = _Layout(encoding=encoding, sep=sep, names=names, phone=phone, timezone=timezone)
+    layout = _Layout(
+        encoding=encoding, sep=sep, names=names, header_lines=reader.line_num, phone=phone, timezone=timezone
+    )
     used: set[str] = set()
     for i, name in enumerate(names):
         if i in (phone, timezone) or not name:
@@ -423,7 +433,10 @@ class _RejectsFile:
         self._writer: Any = None
         if self.path is None:
             return
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".part")
+        try:
+            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".part")
+        except OSError as exc:
+            raise ImportFailed(f"{self.path}: cannot write the rejects file: {exc.strerror}") from exc
         self._tmp = Path(tmp)
         # With a BOM, because the reader is usually Excel, which otherwise guesses the wrong encoding.
         self._file = os.fdopen(fd, "w", encoding="utf-8-sig", newline="")

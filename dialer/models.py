@@ -179,7 +179,8 @@ class CallAttempt(Base):
     dialed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     ended_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
 
-    lead: Mapped[Lead] = relationship(lazy="joined")
+    # Inner join: locking an attempt FOR UPDATE locks its lead too, which serialises lead updates.
+    lead: Mapped[Lead] = relationship(lazy="joined", innerjoin=True)
 
 
 class WebhookEvent(Base):

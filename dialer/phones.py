@@ -55,6 +55,9 @@ _NOT_DIGIT = re.compile(r"\D")
 _SCIENTIFIC = re.compile(r"\d(?:[.,]\d+)?[eE]\+?\d+")
 # +44 7700 900000..900999, Ofcom's fictional mobile range (see the module docstring).
 _DRAMA_MOBILE = range(7700900000, 7700901000)
+# Zones of numbers normalise() accepted, so zones_for() need not validate them again.
+_KNOWN_ZONES: dict[str, tuple[str, ...]] = {}
+_KNOWN_ZONES_MAX = 262144
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,16 +110,19 @@ def _normalise_digits(cleaned: str, region: str) -> Normalised:
         return Normalised(None, INVALID_NUMBER, f"{cleaned} is not a valid number: {_parse_error(exc)}")
     e164 = phonenumbers.format_number(number, PhoneNumberFormat.E164)
     if number.country_code == 44 and number.national_number in _DRAMA_MOBILE:
+        _remember_zones(e164, _drama_zones())
         return Normalised(e164)
     kind = phonenumbers.number_type(number)
     if kind == PhoneNumberType.UNKNOWN:
         # number_type() is UNKNOWN exactly when is_valid_number() is false; one call, not two.
-        return Normalised(None, INVALID_NUMBER, f"{e164} is not a valid number: {_invalid_detail(number)}")
+        return Normalised(None, INVALID_NUMBER, f"{cleaned} is not a valid number: {_invalid_detail(number)}")
     if kind not in DIALABLE_TYPES:
         name = _TYPE_NAMES.get(kind, "not a personal line")
         return Normalised(
             None, NOT_DIALABLE_TYPE, f"{e164} is {name}; only fixed-line, mobile and VoIP lines are dialled"
         )
+    # The type is known here, so the zones cost a prefix lookup instead of a second validation.
+    _remember_zones(e164, _zones_of(number, kind))
     return Normalised(e164)
 
 
@@ -126,7 +132,8 @@ def _international_without_plus(digits: str, region: str) -> str:
     metadata = phonenumbers.PhoneMetadata.metadata_for_region(region)
     if code == "0" or metadata is None or not digits.startswith(code):
         return digits
-    longest_national = max(metadata.general_desc.possible_length or (15,)) + len(metadata.national_prefix or "")
+    lengths = metadata.general_desc.possible_length if metadata.general_desc is not None else None
+    longest_national = max(lengths or (15,)) + len(metadata.national_prefix or "")
     return "+" + digits if len(digits) > longest_national else digits
 
 
@@ -151,19 +158,48 @@ def _invalid_detail(number: phonenumbers.PhoneNumber) -> str:
 
 def zones_for(e164: str, default_tz: str) -> list[str]:
     """Return the IANA zones a number may ring in; `default_tz` when the number has no known zone."""
-    zones = _zones(e164)
+    zones = _KNOWN_ZONES.get(e164)
+    if zones is None:
+        zones = _lookup_zones(e164)
+        _remember_zones(e164, zones)
     return list(zones) if zones else [default_tz]
 
 
-@lru_cache(maxsize=131072)
-def _zones(e164: str) -> tuple[str, ...]:
+def _lookup_zones(e164: str) -> tuple[str, ...]:
     try:
         number = phonenumbers.parse(e164, None)
     except NumberParseException:
         return ()
     if number.country_code == 44 and number.national_number in _DRAMA_MOBILE:
-        # Ring a fictional mobile under the same clock rules as a real one.
-        example = phonenumbers.example_number_for_type("GB", PhoneNumberType.MOBILE)
-        if example is not None:
-            number = example
-    return tuple(z for z in pn_timezone.time_zones_for_number(number) if z != _UNKNOWN_ZONE)
+        return _drama_zones()
+    return _zones_of(number, phonenumbers.number_type(number))
+
+
+def _zones_of(number: phonenumbers.PhoneNumber, kind: int) -> tuple[str, ...]:
+    """Zones of a number whose type is known: what time_zones_for_number does, without re-validating."""
+    if kind == PhoneNumberType.UNKNOWN:
+        return ()
+    country_code = number.country_code or 0
+    if phonenumbers.is_number_type_geographical(kind, country_code):
+        zones = pn_timezone.time_zones_for_geographical_number(number)
+    else:
+        zones = _country_zones(country_code)
+    return tuple(z for z in zones if z != _UNKNOWN_ZONE)
+
+
+@lru_cache(maxsize=512)
+def _country_zones(country_code: int) -> tuple[str, ...]:
+    return tuple(pn_timezone._country_level_time_zones_for_number(phonenumbers.PhoneNumber(country_code=country_code)))
+
+
+@lru_cache(maxsize=1)
+def _drama_zones() -> tuple[str, ...]:
+    # A fictional mobile rings under the same clock rules as a real UK mobile.
+    example = phonenumbers.example_number_for_type("GB", PhoneNumberType.MOBILE)
+    return _zones_of(example, PhoneNumberType.MOBILE) if example is not None else ()
+
+
+def _remember_zones(e164: str, zones: tuple[str, ...]) -> None:
+    if len(_KNOWN_ZONES) >= _KNOWN_ZONES_MAX:
+        _KNOWN_ZONES.clear()
+    _KNOWN_ZONES[e164] = zones

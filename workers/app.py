@@ -18,12 +18,14 @@ def create_app() -> Celery:
     app.config_from_object("celeryconfig")
     redis_url = resolve_urls().redis_url
     app.conf.broker_url = redis_url
+    # One queue per deployment prefix: two dialers (or test runs) on one Redis never share work.
+    app.conf.task_default_queue = settings.redis_prefix
     app.conf.beat_schedule = {
         "pace-campaigns": {"task": "dialer.pace_campaigns", "schedule": settings.pacer_interval},
         "reconcile": {"task": "dialer.reconcile", "schedule": settings.reconcile_interval},
     }
     app.conf.beat_schedule_filename = str(settings.var_dir / "celerybeat-schedule")
-    app.autodiscover_tasks(["workers"], related_name="tasks", force=True)
+    app.conf.imports = ("workers.tasks",)
     return app
 
 

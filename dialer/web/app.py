@@ -145,19 +145,6 @@ def create_app() -> FastAPI:
         text = _or_404(lambda: reports.leads_csv(session=db, campaign_id=campaign_id))
         return PlainTextResponse(text, media_type="text/csv")
 
-    @app.post("/api/campaigns/{campaign_id}/{action}", dependencies=api)
-    def control(campaign_id: int, action: str, db: Annotated[Session, Depends(get_db)]) -> dict[str, Any]:
-        actions = {
-            "start": lambda: campaign_service.start_campaign(session=db, campaign_id=campaign_id, now=_utcnow()),
-            "pause": lambda: campaign_service.pause_campaign(session=db, campaign_id=campaign_id),
-            "resume": lambda: campaign_service.resume_campaign(session=db, campaign_id=campaign_id),
-            "cancel": lambda: campaign_service.cancel_campaign(session=db, campaign_id=campaign_id),
-        }
-        if action not in actions:
-            raise HTTPException(status_code=404, detail=f"unknown action {action!r}: use {', '.join(actions)}")
-        campaign = _or_404(actions[action])
-        return {"id": campaign.id, "state": campaign.state.value}
-
     @app.post("/api/campaigns/{campaign_id}/leads", dependencies=api)
     def upload_leads(campaign_id: int, file: UploadFile, db: Annotated[Session, Depends(get_db)]) -> dict[str, Any]:
         from dialer.importer import ImportFailed, import_leads
@@ -193,6 +180,20 @@ def create_app() -> FastAPI:
             raise HTTPException(status_code=422, detail=f"not phone numbers: {', '.join(bad[:10])}")
         added = dnc_service.add_numbers(session=db, numbers=[p.e164 for p in parsed if p.e164])
         return {"added": added}
+
+    # Registered last: the catch-all {action} must not shadow /leads.
+    @app.post("/api/campaigns/{campaign_id}/{action}", dependencies=api)
+    def control(campaign_id: int, action: str, db: Annotated[Session, Depends(get_db)]) -> dict[str, Any]:
+        actions = {
+            "start": lambda: campaign_service.start_campaign(session=db, campaign_id=campaign_id, now=_utcnow()),
+            "pause": lambda: campaign_service.pause_campaign(session=db, campaign_id=campaign_id),
+            "resume": lambda: campaign_service.resume_campaign(session=db, campaign_id=campaign_id),
+            "cancel": lambda: campaign_service.cancel_campaign(session=db, campaign_id=campaign_id),
+        }
+        if action not in actions:
+            raise HTTPException(status_code=404, detail=f"unknown action {action!r}: use {', '.join(actions)}")
+        campaign = _or_404(actions[action])
+        return {"id": campaign.id, "state": campaign.state.value}
 
     return app
 
