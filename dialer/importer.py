@@ -207,6 +207,37 @@ def _import(session: Session, campaign: Campaign, path: Path, layout: _Layout, r
     )
 
 
+@dataclass
+class NumberList:
+    """Numbers read from a file for the DNC list: the valid ones in E.164, each once."""
+
+    total: int
+    valid: list[str]
+    rejected: int
+    duplicates: int = 0
+
+
+def read_numbers(*, path: Path, phone_column: str | None = None, region: str = "GB") -> NumberList:
+    """Read and normalise the phone column of a CSV (or a bare list of numbers); store nothing."""
+    path = Path(path)
+    layout = _read_layout(path, phone_column, bare_region=region)
+    seen: dict[str, None] = {}
+    total = rejected = duplicates = 0
+    for chunk in _chunks(path, layout):
+        for raw in chunk[f"c{layout.phone}"].tolist():
+            if not raw.strip():
+                continue
+            total += 1
+            e164 = normalise(raw, region).e164
+            if e164 is None:
+                rejected += 1
+            elif e164 in seen:
+                duplicates += 1
+            else:
+                seen[e164] = None
+    return NumberList(total=total, valid=list(seen), rejected=rejected, duplicates=duplicates)
+
+
 def _screen(
     values: list[list[str]], first_row: int, layout: _Layout, campaign: Campaign, seen: dict[str, int]
 ) -> tuple[list[_Row], list[_Reject], int]:
@@ -232,7 +263,7 @@ def _screen(
         if tz_cell:
             zone = _canonical_zone(tz_cell)
             if zone is None:
-                message = f"{tz_cell!r} is not an IANA time zone such as Europe/London"
+                message = f"not an IANA time zone: {tz_cell!r}; use a name such as Europe/London"
                 rejects.append(_Reject(row, INVALID_TIMEZONE, message))
                 continue
             tzs = [zone]
@@ -240,7 +271,7 @@ def _screen(
             tzs = zones_for(e164, default_tz)
         first = seen.get(e164)
         if first is not None:
-            rejects.append(_Reject(row, DUPLICATE_IN_FILE, f"{e164} is already on row {first}"))
+            rejects.append(_Reject(row, DUPLICATE_IN_FILE, f"same number as row {first} ({e164})"))
             continue
         seen[e164] = row
         fields = {name: _clean_text(col[pos]) for name, col in custom}
@@ -271,10 +302,10 @@ def _store(cur: Any, rows: list[_Row], campaign_id: int, job_id: int) -> tuple[i
     )
     inserted = {r for (r,) in cur.fetchall()}
     cur.execute(f"TRUNCATE {_STAGING}")
-    rejects = [_Reject(r, DNC, f"{e164} is on the do-not-call list") for r, e164 in dnc]
+    rejects = [_Reject(r, DNC, f"on the do-not-call list ({e164})") for r, e164 in dnc]
     dnc_rows = {r for r, _ in dnc}
     rejects.extend(
-        _Reject(r, DUPLICATE_IN_CAMPAIGN, f"{e164} is already a lead of campaign {campaign_id}")
+        _Reject(r, DUPLICATE_IN_CAMPAIGN, f"already a lead of campaign {campaign_id} ({e164})")
         for r, e164, _, _ in rows
         if r not in inserted and r not in dnc_rows
     )
@@ -328,8 +359,11 @@ def _fields_message(match: re.Match[str]) -> str:
     return f"row {line} has {saw} fields, the header has {int(expected) - 1}"
 
 
-def _read_layout(path: Path, phone_column: str | None) -> _Layout:
-    """Read the header and decide the encoding, delimiter, phone, timezone and custom columns."""
+def _read_layout(path: Path, phone_column: str | None, bare_region: str | None = None) -> _Layout:
+    """Read the header and decide the encoding, delimiter, phone, timezone and custom columns.
+
+    With `bare_region`, a one-column file whose first cell is a number has no header at all.
+    """
     if not path.is_file():
         raise ImportFailed(f"{path.name}: no such file")
     encoding = _detect_encoding(path)
@@ -343,6 +377,8 @@ def _read_layout(path: Path, phone_column: str | None) -> _Layout:
     sep = max(_DELIMITERS, key=first_line.count) if any(d in first_line for d in _DELIMITERS) else ","
     reader = csv.reader(io.StringIO(head), delimiter=sep)
     names = [n.strip() for n in next(reader)]
+    if bare_region and phone_column is None and len(names) == 1 and normalise(names[0], bare_region).ok:
+        return _Layout(encoding=encoding, sep=sep, names=["phone"], header_lines=0, phone=0, timezone=None)
     phone = _find_phone_column(path, names, phone_column)
     tz_keys = {_key(n) for n in TIMEZONE_COLUMNS}
     timezone = next((i for i, n in enumerate(names) if i != phone and _key(n) in tz_keys), None)

@@ -37,13 +37,13 @@ DIALABLE_TYPES = frozenset(
 )
 
 _TYPE_NAMES = {
-    PhoneNumberType.PREMIUM_RATE: "a premium-rate number",
-    PhoneNumberType.SHARED_COST: "a shared-cost number",
-    PhoneNumberType.UAN: "a universal access (UAN) number",
-    PhoneNumberType.PAGER: "a pager number",
-    PhoneNumberType.PERSONAL_NUMBER: "a personal (follow-me) number",
-    PhoneNumberType.TOLL_FREE: "a toll-free service number",
-    PhoneNumberType.VOICEMAIL: "a voicemail access number",
+    PhoneNumberType.PREMIUM_RATE: "premium-rate number",
+    PhoneNumberType.SHARED_COST: "shared-cost number",
+    PhoneNumberType.UAN: "universal access (UAN) number",
+    PhoneNumberType.PAGER: "pager number",
+    PhoneNumberType.PERSONAL_NUMBER: "personal (follow-me) number",
+    PhoneNumberType.TOLL_FREE: "toll-free service number",
+    PhoneNumberType.VOICEMAIL: "voicemail access number",
 }
 
 _UNKNOWN_ZONE = "Etc/Unknown"
@@ -80,20 +80,19 @@ def normalise(raw: str, region: str) -> Normalised:
     if not text or text.lower() in _PLACEHOLDERS:
         return Normalised(None, MISSING_NUMBER, "no phone number")
     if _SCIENTIFIC.fullmatch(text):
-        return Normalised(
-            None,
-            UNPARSEABLE,
-            f"{text!r} is in scientific notation, so digits were lost; format the column as text",
-        )
+        message = "scientific notation lost the last digits; format the column as text and export again"
+        return Normalised(None, UNPARSEABLE, message)
     if not _ALLOWED.fullmatch(text):
-        bad = "".join(sorted({c for c in text if not _ALLOWED.fullmatch(c)}))
-        return Normalised(None, UNPARSEABLE, f"{text!r} contains characters that are not part of a number: {bad!r}")
+        if any(c.isalpha() for c in text):
+            return Normalised(None, UNPARSEABLE, "not a number: contains letters")
+        bad = " ".join(sorted({c for c in text if not _ALLOWED.fullmatch(c)}))
+        return Normalised(None, UNPARSEABLE, f"not a number: contains {bad}")
     digits = _NOT_DIGIT.sub("", text)
     if not digits:
-        return Normalised(None, UNPARSEABLE, f"{text!r} contains no digits")
+        return Normalised(None, UNPARSEABLE, "not a number: no digits")
     plus = text.find("+")
     if plus > 0 or text.count("+") > 1:
-        return Normalised(None, UNPARSEABLE, f"{text!r} has a '+' that is not at the start")
+        return Normalised(None, UNPARSEABLE, "not a number: a '+' belongs only at the start")
     return _normalise_digits(("+" if plus == 0 else "") + digits, region.upper())
 
 
@@ -106,8 +105,8 @@ def _normalise_digits(cleaned: str, region: str) -> Normalised:
         number = phonenumbers.parse(cleaned, region)
     except NumberParseException as exc:
         if exc.error_type == NumberParseException.NOT_A_NUMBER:
-            return Normalised(None, UNPARSEABLE, f"{cleaned} is not a phone number")
-        return Normalised(None, INVALID_NUMBER, f"{cleaned} is not a valid number: {_parse_error(exc)}")
+            return Normalised(None, UNPARSEABLE, "not a number")
+        return Normalised(None, INVALID_NUMBER, f"not a valid number: {_parse_error(exc)}")
     e164 = phonenumbers.format_number(number, PhoneNumberFormat.E164)
     if number.country_code == 44 and number.national_number in _DRAMA_MOBILE:
         _remember_zones(e164, _drama_zones())
@@ -115,12 +114,11 @@ def _normalise_digits(cleaned: str, region: str) -> Normalised:
     kind = phonenumbers.number_type(number)
     if kind == PhoneNumberType.UNKNOWN:
         # number_type() is UNKNOWN exactly when is_valid_number() is false; one call, not two.
-        return Normalised(None, INVALID_NUMBER, f"{cleaned} is not a valid number: {_invalid_detail(number)}")
+        return Normalised(None, INVALID_NUMBER, f"not a valid number: {_invalid_detail(number)}")
     if kind not in DIALABLE_TYPES:
-        name = _TYPE_NAMES.get(kind, "not a personal line")
-        return Normalised(
-            None, NOT_DIALABLE_TYPE, f"{e164} is {name}; only fixed-line, mobile and VoIP lines are dialled"
-        )
+        name = _TYPE_NAMES.get(kind, "service number")
+        message = f"{name} ({e164}); only fixed-line, mobile and VoIP lines are dialled"
+        return Normalised(None, NOT_DIALABLE_TYPE, message)
     # The type is known here, so the zones cost a prefix lookup instead of a second validation.
     _remember_zones(e164, _zones_of(number, kind))
     return Normalised(e164)

@@ -234,7 +234,9 @@ def test_5xx_is_ambiguous_even_when_the_body_claims_success(make_client: Callabl
 # ---- classification of transport errors ----------------------------------------------------------
 
 
-@pytest.mark.parametrize("exc_type", [httpx.ReadTimeout, httpx.WriteTimeout, httpx.RemoteProtocolError, httpx.ReadError])
+@pytest.mark.parametrize(
+    "exc_type", [httpx.ReadTimeout, httpx.WriteTimeout, httpx.RemoteProtocolError, httpx.ReadError]
+)
 def test_errors_after_the_request_left_are_ambiguous(
     make_client: Callable[..., AcefoneClient], exc_type: type[httpx.TransportError]
 ) -> None:

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from dialer import importer
-from dialer.importer import ImportFailed, ImportReport, import_leads
+from dialer.importer import ImportFailed, ImportReport, NumberList, import_leads, read_numbers
 from dialer.models import Campaign, DncNumber, ImportJob, Lead
 from dialer.states import CampaignState, LeadStatus
 
@@ -156,7 +156,7 @@ def test_first_occurrence_wins_across_formats(session: Session, campaign: Campai
     assert (lead.source_row, lead.custom_fields) == (2, {"name": "first"})
     rows = _read_rejects(rejects)
     assert [r["row"] for r in rows] == ["3", "4", "5"]
-    assert all("already on row 2" in r["message"] for r in rows)
+    assert all(r["message"] == "same number as row 2 (+447911123456)" for r in rows)
 
 
 def test_reimport_adds_nothing_and_reports_every_row_duplicate(
@@ -472,3 +472,22 @@ def test_unwritable_rejects_file_fails_before_storing(session: Session, campaign
         import_leads(session=session, campaign=campaign, path=path, rejects_path=tmp_path / "no" / "rejects.csv")
 
     _assert_nothing_stored(session)
+
+
+def test_read_numbers_for_the_dnc_list(tmp_path: Path) -> None:
+    path = _csv(tmp_path, "name,Mobile\na,07911 123456\nb,+44 7911 123456\nc,nope\nd,\ne,020 7946 0001\n")
+
+    numbers = read_numbers(path=path)
+
+    assert numbers == NumberList(total=4, valid=["+447911123456", "+442079460001"], rejected=1, duplicates=1)
+
+
+def test_read_numbers_from_a_bare_list(tmp_path: Path) -> None:
+    path = _csv(tmp_path, "07911 123456\n020 7946 0001\n")
+
+    assert read_numbers(path=path).valid == ["+447911123456", "+442079460001"]
+
+
+def test_read_numbers_needs_a_phone_column(tmp_path: Path) -> None:
+    with pytest.raises(ImportFailed, match="no phone column"):
+        read_numbers(path=_csv(tmp_path, "name,email\na,b\n"))

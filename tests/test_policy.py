@@ -91,10 +91,14 @@ def test_uk_mobile_zones_share_a_clock() -> None:
         pytest.param(OFFICE, utc(2026, 4, 11, 12, 0), ["Europe/London"], utc(2026, 4, 13, 8, 0), id="saturday"),
         # Clocks go forward on Sunday 29 March 2026: Friday's window opens 09:00 GMT, Monday's 09:00 BST.
         pytest.param(OFFICE, utc(2026, 3, 27, 21, 0), ["Europe/London"], utc(2026, 3, 30, 8, 0), id="dst-spring"),
-        pytest.param(EVERY_DAY, utc(2026, 3, 28, 21, 0), ["Europe/London"], utc(2026, 3, 29, 8, 0), id="dst-spring-day"),
+        pytest.param(
+            EVERY_DAY, utc(2026, 3, 28, 21, 0), ["Europe/London"], utc(2026, 3, 29, 8, 0), id="dst-spring-day"
+        ),
         # Clocks go back on Sunday 25 October 2026.
         pytest.param(OFFICE, utc(2026, 10, 23, 19, 30), ["Europe/London"], utc(2026, 10, 26, 9, 0), id="dst-autumn"),
-        pytest.param(EVERY_DAY, utc(2026, 10, 24, 20, 0), ["Europe/London"], utc(2026, 10, 25, 9, 0), id="dst-autumn-day"),
+        pytest.param(
+            EVERY_DAY, utc(2026, 10, 24, 20, 0), ["Europe/London"], utc(2026, 10, 25, 9, 0), id="dst-autumn-day"
+        ),
         # New York changes clocks on other dates (8 March / 1 November 2026).
         pytest.param(OFFICE, utc(2026, 3, 27, 21, 0), LONDON_NY, utc(2026, 3, 30, 13, 0), id="dst-two-zones"),
     ],
