@@ -73,7 +73,9 @@ def _failure_reason(message: str) -> FailureReason:
     m = message.lower()
     if "caller" in m:
         return FailureReason.INVALID_CALLER_ID
-    if "agent" in m and ("offline" in m or "not available" in m or "logged out" in m):
+    # Anything about the agent (offline, busy, "valid agent_number") is the agent's problem, never
+    # the lead's: the agent leaves rotation for a cool-down and the lead is not charged.
+    if "agent" in m:
         return FailureReason.AGENT_OFFLINE
     if "destination" in m or "number" in m:
         return FailureReason.INVALID_NUMBER

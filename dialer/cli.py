@@ -269,7 +269,9 @@ def _status(campaign_id: int) -> dict[str, Any]:
 def campaign_list(as_json: JsonOpt = False) -> None:
     """List campaigns with their state and progress."""
     with session() as s:
-        rows = [reports.campaign_status(session=s, campaign_id=c.id) for c in campaign_service.list_campaigns(session=s)]
+        rows = [
+            reports.campaign_status(session=s, campaign_id=c.id) for c in campaign_service.list_campaigns(session=s)
+        ]
     if as_json:
         emit_json(rows)
         return
@@ -278,7 +280,11 @@ def campaign_list(as_json: JsonOpt = False) -> None:
         table.add_column(col)
     for r in rows:
         table.add_row(
-            str(r["id"]), r["name"], r["state"], str(r["total_leads"]), str(r["finished_leads"]),
+            str(r["id"]),
+            r["name"],
+            r["state"],
+            str(r["total_leads"]),
+            str(r["finished_leads"]),
             str(r["leads"]["in_call"]),
         )
     console.print(table)
@@ -299,11 +305,7 @@ def report(
     if fmt not in ("table", "json", "csv"):
         fail(f"--format {format!r} is not one of table, json, csv")
     with session() as s:
-        text = (
-            reports.leads_csv(session=s, campaign_id=campaign_id)
-            if fmt == "csv"
-            else None
-        )
+        text = reports.leads_csv(session=s, campaign_id=campaign_id) if fmt == "csv" else None
         data = reports.campaign_report(session=s, campaign_id=campaign_id) if fmt != "csv" else None
     if fmt == "json":
         text = json.dumps(data, indent=2) + "\n"
@@ -399,7 +401,7 @@ def dnc_list(as_json: JsonOpt = False) -> None:
     for col in ("phone", "reason", "added"):
         table.add_column(col)
     for r in rows:
-        table.add_row(r["phone"], r["reason"] or "", r["added_at"][:19])
+        table.add_row(str(r["phone"]), str(r["reason"] or ""), str(r["added_at"])[:19])
     console.print(table)
 
 
@@ -428,8 +430,24 @@ def worker(
     name = f"dialer-{uuid.uuid4().hex[:6]}@{socket.gethostname()}"
     os.execv(
         sys.executable,
-        [sys.executable, "-m", "celery", "-A", "workers.app", "worker", "-Q", get_settings().redis_prefix, "-n", name,
-         "-c", str(concurrency), "--loglevel", loglevel, "--without-gossip", "--without-mingle"],
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "workers.app",
+            "worker",
+            "-Q",
+            get_settings().redis_prefix,
+            "-n",
+            name,
+            "-c",
+            str(concurrency),
+            "--loglevel",
+            loglevel,
+            "--without-gossip",
+            "--without-mingle",
+        ],
     )
 
 
@@ -522,8 +540,9 @@ def demo(
     """Run a whole campaign against the simulator: every process started here, stopped at the end."""
     from dialer.demo import run_demo
 
-    code = run_demo(leads=leads, agents=agents, workers=workers, timeout=timeout, keep_services=keep_services,
-                    console=console)
+    code = run_demo(
+        leads=leads, agents=agents, workers=workers, timeout=timeout, keep_services=keep_services, console=console
+    )
     raise typer.Exit(code)
 
 

@@ -122,12 +122,17 @@ def run_demo(*, leads: Path, agents: int, workers: int, timeout: float, keep_ser
         return 1
     console.rule("[bold]dialer demo")
     urls = resolve_urls()
-    console.print(f"servers: {'embedded (started now: ' + ', '.join(urls.started) + ')' if urls.started else 'running'}")
+    console.print(
+        f"servers: {'embedded (started now: ' + ', '.join(urls.started) + ')' if urls.started else 'running'}"
+    )
     run_dir = settings.var_dir.resolve() / "demo" / dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     run_dir.mkdir(parents=True, exist_ok=True)
     sim_port, web_port = free_port(), free_port()
     env = fleet_env(
-        database_url=urls.database_url, redis_url=urls.redis_url, sim_port=sim_port, web_port=web_port,
+        database_url=urls.database_url,
+        redis_url=urls.redis_url,
+        sim_port=sim_port,
+        web_port=web_port,
         var_dir=settings.var_dir.resolve(),
     )
     fleet = Fleet(run_dir, env)
@@ -139,8 +144,18 @@ def run_demo(*, leads: Path, agents: int, workers: int, timeout: float, keep_ser
         )
         console.print("schema migrated")
         truth = run_dir / "simulator-calls.jsonl"
-        fleet.start("simulator", "simulate", "--port", str(sim_port), "--seed", "7", "--speed", str(SIM_SPEED),
-                    "--record", str(truth))
+        fleet.start(
+            "simulator",
+            "simulate",
+            "--port",
+            str(sim_port),
+            "--seed",
+            "7",
+            "--speed",
+            str(SIM_SPEED),
+            "--record",
+            str(truth),
+        )
         fleet.start("web", "web", "--port", str(web_port))
         for i in range(workers):
             fleet.start(f"worker-{i + 1}", "worker", "--concurrency", "4", "--loglevel", "WARNING")
@@ -197,17 +212,44 @@ def _cancel(env: dict[str, str], campaign_id: int) -> None:
 def _create_campaign(env: dict[str, str], leads: Path, agents: int, console: Console) -> int:
     agent_numbers = ",".join(f"+4420794600{i:02d}" for i in range(1, agents + 1))
     out = subprocess.run(
-        [sys.executable, "-m", "dialer", "campaign", "create", "--name", f"Demo {dt.date.today():%d %b}",
-         "--caller-id", "+441134960000", "--agents", agent_numbers, "--max-attempts", "3",
-         "--retry-delay", "3s", "--window", "00:00-24:00", "--days", "mon-sun", "--call-timeout", "60", "--json"],
-        env=env, check=True, capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "dialer",
+            "campaign",
+            "create",
+            "--name",
+            f"Demo {dt.date.today():%d %b}",
+            "--caller-id",
+            "+441134960000",
+            "--agents",
+            agent_numbers,
+            "--max-attempts",
+            "3",
+            "--retry-delay",
+            "3s",
+            "--window",
+            "00:00-24:00",
+            "--days",
+            "mon-sun",
+            "--call-timeout",
+            "60",
+            "--json",
+        ],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
     )
     campaign_id = int(json.loads(out.stdout)["id"])
     # The demo's window is the whole day so it runs at any hour; real campaigns keep 09:00-20:00.
     console.print(f"campaign {campaign_id} created with {agents} agents (window 00:00-24:00 for the demo)")
     imported = subprocess.run(
         [sys.executable, "-m", "dialer", "campaign", "import", str(campaign_id), str(leads), "--json"],
-        env=env, check=True, capture_output=True, text=True,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
     )
     summary = json.loads(imported.stdout)
     console.print(
@@ -217,7 +259,9 @@ def _create_campaign(env: dict[str, str], leads: Path, agents: int, console: Con
     return campaign_id
 
 
-def _check_books(status: dict[str, Any], report: dict[str, Any], sim_calls: list[dict[str, Any]], console: Console) -> int:
+def _check_books(
+    status: dict[str, Any], report: dict[str, Any], sim_calls: list[dict[str, Any]], console: Console
+) -> int:
     """Print whether the report adds up against the simulator's own record; 0 when it does."""
     accounted = sum(report["leads"].values())
     open_leads = report["leads"]["pending"] + report["leads"]["in_call"]
@@ -228,8 +272,11 @@ def _check_books(status: dict[str, Any], report: dict[str, Any], sim_calls: list
         ("every lead accounted for", accounted == report["total_leads"], f"{accounted} of {report['total_leads']}"),
         ("no lead left open", open_leads == 0, str(open_leads)),
         ("calls placed = simulator's calls", placed_by_us == len(sim_calls), f"{placed_by_us} vs {len(sim_calls)}"),
-        ("attempts placed twice", len({c['custom_identifier'] for c in sim_calls}) == len(sim_calls),
-         str(len(sim_calls) - len({c['custom_identifier'] for c in sim_calls}))),
+        (
+            "attempts placed twice",
+            len({c["custom_identifier"] for c in sim_calls}) == len(sim_calls),
+            str(len(sim_calls) - len({c["custom_identifier"] for c in sim_calls})),
+        ),
         ("agent rung while on a call", busy_agents == 0, str(busy_agents)),
     ]
     table = Table(title="Do the books add up?")

@@ -164,11 +164,14 @@ def record_result(
         )
     elif result.reason == FailureReason.INVALID_NUMBER:
         settle_attempt(
-            session=session, attempt=attempt, status=AttemptStatus.FAILED, now=now, wrapup_seconds=0, charge=True
+            session=session,
+            attempt=attempt,
+            status=AttemptStatus.FAILED,
+            now=now,
+            wrapup_seconds=0,
+            charge=True,
+            final=LeadStatus.INVALID,
         )
-        if lead.status == LeadStatus.PENDING:
-            set_lead_status(lead, LeadStatus.INVALID)
-            lead.blocked_reason = "invalid_number"
     else:
         settle_attempt(session=session, attempt=attempt, status=AttemptStatus.FAILED, now=now, wrapup_seconds=0)
     return DialOutcome(AttemptStatus(attempt.status).value)

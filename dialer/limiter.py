@@ -47,13 +47,13 @@ class RedisRateLimiter:
         """Stop every worker from dialling for `seconds` (Acefone said 429)."""
         ms = max(1, int(seconds * 1000))
         # Never shorten a pause another worker already set.
-        current = self._redis.pttl(self._pause_key)
-        if current is None or int(current) < ms:
+        current = int(str(self._redis.pttl(self._pause_key)))
+        if current < ms:
             self._redis.set(self._pause_key, "1", px=ms)
 
     def fleet_paused_for(self) -> float:
         """Return the seconds left on the fleet-wide pause (0 when not paused)."""
-        ms = int(self._redis.pttl(self._pause_key) or 0)
+        ms = int(str(self._redis.pttl(self._pause_key)))
         return ms / 1000 if ms > 0 else 0.0
 
     def try_acquire(self, *, campaign_id: int, campaign_cps: float | None) -> float:
@@ -61,12 +61,18 @@ class RedisRateLimiter:
         paused = self.fleet_paused_for()
         if paused:
             return paused
-        if campaign_cps:
-            item = rate_item(campaign_cps)
-            if not self._limiter.hit(item, "campaign", str(campaign_id)):
-                return self._wait(item, "campaign", str(campaign_id))
+        campaign = rate_item(campaign_cps) if campaign_cps else None
+        ids = ("campaign", str(campaign_id))
+        # Test the campaign's window first without spending it, so a global refusal does not
+        # cost the campaign its turn; then spend the global token, then the campaign's.
+        if campaign is not None and not self._limiter.test(campaign, *ids):
+            return self._wait(campaign, *ids)
         if not self._limiter.hit(self._global, "global"):
             return self._wait(self._global, "global")
+        if campaign is not None and not self._limiter.hit(campaign, *ids):
+            # Another worker took the campaign's last token in between: the global token is
+            # lost (the fleet runs a little under its limit), never over it.
+            return self._wait(campaign, *ids)
         return 0.0
 
     def acquire(self, *, campaign_id: int, campaign_cps: float | None, timeout: float) -> bool:

@@ -69,9 +69,12 @@ def settle_attempt(
     now: dt.datetime,
     wrapup_seconds: int,
     charge: bool | None = None,
+    final: LeadStatus | None = None,
 ) -> bool:
     """End an attempt in `status`, free its agent and decide its lead's next step.
 
+    `charge` overrides the policy's "counts"; `final` closes the lead in that status whatever
+    attempts it has left (e.g. `invalid` when Acefone rejects the number).
     Returns False (and changes nothing) if the attempt had already ended: settling is idempotent,
     so a duplicated or late event cannot count a call twice.
     """
@@ -103,7 +106,10 @@ def settle_attempt(
     if counts:
         attempt.charged = True
         lead.attempts += 1
-    if lead.attempts >= campaign.max_attempts:
+    if final is not None:
+        lead.blocked_reason = None
+        set_lead_status(lead, final)
+    elif lead.attempts >= campaign.max_attempts:
         lead.blocked_reason = None
         set_lead_status(lead, LeadStatus.EXHAUSTED)
     else:

@@ -23,7 +23,9 @@ class ReconcileResult:
     republish: list[int] = field(default_factory=list)
 
 
-def reconcile_attempts(*, session: Session, now: dt.datetime, grace_seconds: int, wrapup_seconds: int) -> ReconcileResult:
+def reconcile_attempts(
+    *, session: Session, now: dt.datetime, grace_seconds: int, wrapup_seconds: int
+) -> ReconcileResult:
     """Turn live attempts past call_timeout + grace into `lost`; list stale queued ones to publish again."""
     result = ReconcileResult()
     started = func.coalesce(CallAttempt.dialed_at, CallAttempt.created_at)
@@ -41,7 +43,9 @@ def reconcile_attempts(*, session: Session, now: dt.datetime, grace_seconds: int
     for attempt in overdue:
         # Never re-dialled blindly: the call may have happened. `lost` follows the campaign policy.
         attempt.api_message = (attempt.api_message or "") + " | no final webhook: settled as lost by the reconciler"
-        settle_attempt(session=session, attempt=attempt, status=AttemptStatus.LOST, now=now, wrapup_seconds=wrapup_seconds)
+        settle_attempt(
+            session=session, attempt=attempt, status=AttemptStatus.LOST, now=now, wrapup_seconds=wrapup_seconds
+        )
         result.lost.append(attempt.id)
     result.republish = list(
         session.scalars(

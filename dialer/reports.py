@@ -117,10 +117,10 @@ def campaign_report(*, session: Session, campaign_id: int) -> dict[str, Any]:
         "contact_rate": round(contacted / attempted_leads, 4) if attempted_leads else 0.0,
         "answer_rate": round(outcomes[AttemptStatus.COMPLETED.value] / placed, 4) if placed else 0.0,
         "penetration": round((total - still_dialable) / total, 4) if total else 0.0,
-        "talk_seconds": int(talk[0]),
+        "talk_seconds": int(talk[0] or 0),
         "avg_talk_seconds": round(float(talk[1]), 1) if talk[1] is not None else 0.0,
         "agents": [
-            {"agent": number, "calls": int(calls), "contacts": int(contacts), "talk_seconds": int(secs)}
+            {"agent": number, "calls": int(calls), "contacts": int(contacts), "talk_seconds": int(secs or 0)}
             for number, calls, contacts, secs in agents
         ],
     }
@@ -157,7 +157,7 @@ def leads_csv(*, session: Session, campaign_id: int) -> str:
                 lead.status.value,
                 lead.attempts,
                 lead.last_outcome or "",
-                int(talk.get(lead.id, 0)),
+                int(talk.get(lead.id) or 0),
                 *(_safe_cell(fields.get(k)) for k in extra),
             ]
         )

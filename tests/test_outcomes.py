@@ -80,3 +80,19 @@ def test_lost_follows_the_policy(session: Session) -> None:
     settle_attempt(session=session, attempt=attempt, status=AttemptStatus.LOST, now=NOW, wrapup_seconds=0)
     assert lead.attempts == 0
     assert lead.next_attempt_at == NOW + dt.timedelta(minutes=5)
+
+
+def test_final_closes_the_lead_whatever_attempts_are_left(session: Session) -> None:
+    lead, _, attempt = _call(session, max_attempts=5)
+    settle_attempt(
+        session=session,
+        attempt=attempt,
+        status=AttemptStatus.FAILED,
+        now=NOW,
+        wrapup_seconds=0,
+        charge=True,
+        final=LeadStatus.INVALID,
+    )
+    assert lead.status == LeadStatus.INVALID
+    assert lead.attempts == 1
+    assert attempt.charged is True

@@ -26,8 +26,8 @@ OFFICE = CallingWindow(dt.time(9), dt.time(20), (1, 2, 3, 4, 5))
 EVERY_DAY = CallingWindow(dt.time(9), dt.time(20), (1, 2, 3, 4, 5, 6, 7))
 
 
-def utc(*args: int) -> dt.datetime:
-    return dt.datetime(*args, tzinfo=UTC)  # type: ignore[misc]
+def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0) -> dt.datetime:
+    return dt.datetime(year, month, day, hour, minute, second, tzinfo=UTC)
 
 
 # ---- is_open ------------------------------------------------------------------------------------
@@ -226,7 +226,7 @@ def test_merge_rules_does_not_touch_the_defaults() -> None:
 )
 def test_merge_rules_errors_name_the_culprit(overrides: dict[str, object], named: str) -> None:
     with pytest.raises(PolicyError, match=named):
-        merge_rules(overrides)  # type: ignore[arg-type]
+        merge_rules(overrides)
 
 
 def test_retry_delay_policy_sets_every_delay_and_keeps_counts() -> None:
@@ -234,3 +234,16 @@ def test_retry_delay_policy_sets_every_delay_and_keeps_counts() -> None:
     assert {rules[o]["delay"] for o in OUTCOMES} == {600}
     assert rules["agent_missed"]["counts"] is False
     assert rules["no_answer"]["counts"] is True
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason='BUG: policy.merge_rules does bool(rule[\'counts\']), so a policy saying "counts": "false" (or "no") '
+    "silently becomes counts=True instead of being refused",
+)
+def test_counts_written_as_a_string_is_not_silently_true() -> None:
+    try:
+        rules = merge_rules({"busy": {"counts": "false"}})
+    except PolicyError:
+        return
+    assert rules["busy"]["counts"] is False

@@ -80,8 +80,14 @@ def receiver() -> Iterator[Receiver]:
         def log_message(self, format: str, *args: Any) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    class Server(ThreadingHTTPServer):
+        # The default backlog of 5 overflows when many calls post at once, and each overflow
+        # costs a one-second SYN retransmit.
+        request_queue_size = 128
+        daemon_threads = True
+
+    server = Server(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     rec.url = f"http://127.0.0.1:{server.server_address[1]}/webhooks/acefone"
     try:
@@ -371,8 +377,8 @@ def test_missing_custom_identifier_is_sent_as_a_placeholder(receiver: Receiver) 
 
 
 def test_ringing_a_busy_agent_is_recorded(receiver: Receiver) -> None:
-    # speed 0.01 and a 30 s talk keep the first call up for about half a second.
-    sim = make_sim(receiver, speed=0.01, **ALL_ANSWERED, talk_seconds=(30, 30), ring_seconds=(5, 5))
+    # speed 0.01 and a 60 s talk keep the first call up for about 0.7 s, ample for the second request.
+    sim = make_sim(receiver, speed=0.01, **ALL_ANSWERED, talk_seconds=(60, 60), ring_seconds=(5, 5))
     try:
         with running(sim) as client:
             place(client, "first")

@@ -79,7 +79,9 @@ def test_form_body_and_token_in_query_are_accepted(client: TestClient) -> None:
 
 def test_duplicate_webhook_is_stored_once(client: TestClient) -> None:
     for _ in range(3):
-        assert client.post("/webhooks/acefone", json=HANGUP, headers={"X-Webhook-Token": WEBHOOK_TOKEN}).status_code == 200
+        assert (
+            client.post("/webhooks/acefone", json=HANGUP, headers={"X-Webhook-Token": WEBHOOK_TOKEN}).status_code == 200
+        )
     [event] = _events()
     assert event.copies == 3
 

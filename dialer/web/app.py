@@ -108,8 +108,7 @@ def create_app() -> FastAPI:
     @app.get("/api/campaigns", dependencies=api)
     def list_campaigns(db: Annotated[Session, Depends(get_db)]) -> list[dict[str, Any]]:
         return [
-            reports.campaign_status(session=db, campaign_id=c.id)
-            for c in campaign_service.list_campaigns(session=db)
+            reports.campaign_status(session=db, campaign_id=c.id) for c in campaign_service.list_campaigns(session=db)
         ]
 
     @app.post("/api/campaigns", dependencies=api, status_code=201)
