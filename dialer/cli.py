@@ -19,6 +19,7 @@ from dialer import campaigns as campaign_service
 from dialer import dnc as dnc_service
 from dialer import reports
 from dialer.config import get_settings
+from dialer.logs import configure_logging
 from dialer.policy import PolicyError, merge_rules, parse_days, parse_duration, parse_window, retry_delay_policy
 from dialer.states import IllegalTransition
 
@@ -482,6 +483,7 @@ def web(
     if missing:
         fail(f"set {' and '.join(missing)}: the receiver and the API refuse every request without a token")
     _export_urls()
+    configure_logging()
     uvicorn.run(create_app(), host=host, port=port, log_level="warning")
 
 

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+import structlog
 from sqlalchemy import exists, select, update
 from sqlalchemy.orm import Session
 
@@ -21,6 +22,8 @@ from dialer.models import Agent, CallAttempt, Campaign, DncNumber, Lead
 from dialer.outcomes import return_lead, set_lead_status, settle_attempt
 from dialer.policy import window_of
 from dialer.states import ATTEMPT_TRANSITIONS, AttemptStatus, CampaignState, LeadStatus, transition
+
+log = structlog.get_logger("dialer.dialing")
 
 AGENT_OFFLINE_COOLDOWN = dt.timedelta(minutes=5)
 DEFAULT_429_PAUSE = 5.0
@@ -197,14 +200,29 @@ def place_call(
     with sessions() as session, session.begin():
         claimed = claim_attempt(session=session, attempt_id=attempt_id, now=clock())
     if not claimed:
+        # Paused, cancelled or listed while we waited for the token: let the gates drop the
+        # attempt now (uncharged, agent freed) rather than leave it for the reconciler.
+        with sessions() as session, session.begin():
+            check_gates(session=session, attempt_id=attempt_id, now=clock())
         return DialOutcome("skipped")
     result = client.click_to_call(request)
     if result.reason == FailureReason.RATE_LIMITED:
         limiter.pause_fleet(result.retry_after if result.retry_after is not None else DEFAULT_429_PAUSE)
     with sessions() as session, session.begin():
-        return record_result(
+        outcome = record_result(
             session=session, attempt_id=attempt_id, result=result, now=clock(), wrapup_seconds=wrapup_seconds
         )
+    log.info(
+        "dial",
+        attempt_id=attempt_id,
+        custom_identifier=request.custom_identifier,
+        destination=request.destination_number,
+        result=result.kind.value,
+        http_status=result.status_code,
+        message=result.message,
+        attempt_status=outcome.status,
+    )
+    return outcome
 
 
 def _campaign_rate(session: Session, attempt_id: int) -> tuple[int, float | None]:

@@ -17,6 +17,13 @@ from limits.storage import RedisStorage
 from limits.strategies import MovingWindowRateLimiter
 
 
+_EXTEND_PAUSE = """
+if redis.call('pttl', KEYS[1]) < tonumber(ARGV[1]) then
+  redis.call('set', KEYS[1], '1', 'PX', ARGV[1])
+end
+"""
+
+
 def rate_item(cps: float) -> RateLimitItem:
     """Express a calls-per-second figure as a moving-window item (0.5 cps = 1 per 2 s)."""
     if cps >= 1:
@@ -40,16 +47,15 @@ class RedisRateLimiter:
         self._limiter = MovingWindowRateLimiter(RedisStorage(redis_url, key_prefix=f"{prefix}:rate"))
         self._global = rate_item(max_cps)
         self._pause_key = f"{prefix}:fleet-pause"
+        self._extend_pause = self._redis.register_script(_EXTEND_PAUSE)
         self._clock = clock
         self._sleep = sleep
 
     def pause_fleet(self, seconds: float) -> None:
         """Stop every worker from dialling for `seconds` (Acefone said 429)."""
         ms = max(1, int(seconds * 1000))
-        # Never shorten a pause another worker already set.
-        current = int(str(self._redis.pttl(self._pause_key)))
-        if current < ms:
-            self._redis.set(self._pause_key, "1", px=ms)
+        # Atomic, so a pause another worker sets at the same moment is never shortened.
+        self._extend_pause(keys=[self._pause_key], args=[ms])
 
     def fleet_paused_for(self) -> float:
         """Return the seconds left on the fleet-wide pause (0 when not paused)."""

@@ -128,8 +128,21 @@ def merge_rules(overrides: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
             delay = rule["delay"]
             rules[outcome]["delay"] = parse_duration(str(delay)) if not isinstance(delay, int) else delay
         if "counts" in rule:
-            rules[outcome]["counts"] = bool(rule["counts"])
+            rules[outcome]["counts"] = _flag(rule["counts"], f"{outcome}.counts")
     return rules
+
+
+_TRUE = frozenset({"true", "yes", "1", "on"})
+_FALSE = frozenset({"false", "no", "0", "off"})
+
+
+def _flag(value: Any, name: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in _TRUE | _FALSE:
+        return text in _TRUE
+    raise PolicyError(f"{name} must be true or false, not {value!r}")
 
 
 def retry_delay_policy(seconds: int) -> dict[str, dict[str, Any]]:

@@ -168,9 +168,16 @@ def hangup_outcome(fields: dict[str, Any]) -> AttemptStatus:
         or bool(fields.get("answered_agent"))
         or bool(fields.get("answer_agent_number") or fields.get("answered_agent_number"))
     )
-    if not agent_connected and (
-        fields.get("missed_agent") or "agent" in reason or _int(fields.get("customer_ring_time")) in (None, 0)
-    ):
+    # Only positive evidence says the agent missed: a busy or unanswered customer must never be
+    # read as agent_missed, which is not charged and would be redialled forever.
+    ring = fields.get("customer_ring_time")
+    agent_missed = (
+        str(fields.get("call_connected") or "") == "0"
+        or bool(fields.get("missed_agent"))
+        or "agent" in reason
+        or (ring is not None and _int(ring) == 0)
+    )
+    if not agent_connected and agent_missed:
         return AttemptStatus.AGENT_MISSED
     if cause == "USER_BUSY" or "busy" in reason:
         return AttemptStatus.BUSY

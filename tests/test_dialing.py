@@ -236,11 +236,9 @@ def test_pause_while_waiting_for_a_token_stops_the_dial() -> None:
         on_acquire=lambda: committed(lambda s: pause_campaign(session=s, campaign_id=call.campaign_id))
     )
     client = FakeAcefone()
-    assert dial(call, client, limiter).retry_in is None
-    assert client.requests == []
-    assert load(CallAttempt, call.attempt_id).status == AttemptStatus.QUEUED
-    # When the message comes again (reconciler), the gates drop it and return the lead uncharged.
-    _assert_dropped(call, client, dial(call, client))
+    outcome = dial(call, client, limiter)
+    # The claim declined, so the gates drop the attempt at once: lead back uncharged, agent free.
+    _assert_dropped(call, client, outcome)
     assert load(Lead, call.lead_id).status == LeadStatus.PENDING
 
 
@@ -250,7 +248,8 @@ def test_dnc_while_waiting_for_a_token_stops_the_dial() -> None:
     client = FakeAcefone()
     dial(call, client, limiter)
     assert client.requests == []
-    assert load(CallAttempt, call.attempt_id).status == AttemptStatus.QUEUED
+    assert load(CallAttempt, call.attempt_id).status == AttemptStatus.CANCELLED
+    assert load(Lead, call.lead_id).status == LeadStatus.DNC
 
 
 def test_no_token_means_no_request_and_a_retry() -> None:

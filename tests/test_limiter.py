@@ -177,22 +177,17 @@ def test_a_global_refusal_does_not_spend_the_campaigns_token(
     assert limiter.try_acquire(campaign_id=1, campaign_cps=1) == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: RedisRateLimiter.pause_fleet reads PTTL and then SETs in two round trips, so a worker that read "
-    "'no pause' can overwrite a longer pause another worker set in between (needs one atomic Lua script)",
-)
-def test_concurrent_pauses_keep_the_longest(
-    make_limiter: Callable[[float], RedisRateLimiter], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    worker_a, worker_b = make_limiter(10), make_limiter(10)
-    real_pttl = worker_a._redis.pttl
+def test_concurrent_pauses_keep_the_longest(make_limiter: Callable[[float], RedisRateLimiter]) -> None:
+    import random
+    import threading
 
-    def pttl_then_other_worker_pauses(name: str) -> object:
-        value = real_pttl(name)
-        worker_b.pause_fleet(30)  # lands between worker A's read and its write
-        return value
-
-    monkeypatch.setattr(worker_a._redis, "pttl", pttl_then_other_worker_pauses)
-    worker_a.pause_fleet(1)
-    assert worker_b.fleet_paused_for() > 20
+    workers = [make_limiter(10) for _ in range(8)]
+    seconds = list(range(1, 41))
+    random.Random(5).shuffle(seconds)
+    # Many workers hit 429 at once, each with its own Retry-After: the longest pause survives.
+    threads = [threading.Thread(target=workers[i % len(workers)].pause_fleet, args=(s,)) for i, s in enumerate(seconds)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert workers[0].fleet_paused_for() > 38

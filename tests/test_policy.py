@@ -236,11 +236,6 @@ def test_retry_delay_policy_sets_every_delay_and_keeps_counts() -> None:
     assert rules["no_answer"]["counts"] is True
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason='BUG: policy.merge_rules does bool(rule[\'counts\']), so a policy saying "counts": "false" (or "no") '
-    "silently becomes counts=True instead of being refused",
-)
 def test_counts_written_as_a_string_is_not_silently_true() -> None:
     try:
         rules = merge_rules({"busy": {"counts": "false"}})

@@ -597,12 +597,6 @@ def test_answer_events_do_not_reopen_a_settled_attempt(session: Session) -> None
     assert agent.available_at == available_at
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: webhooks.hangup_outcome reads a MISSING customer_ring_time as 0, so a hangup whose template "
-    "omits call_connected/customer_ring_time is agent_missed (never counted, retried after 60 s) even when "
-    "hangup_cause_key says USER_BUSY: a busy number is redialled every minute forever",
-)
 def test_busy_hangup_without_ring_time_fields_is_busy() -> None:
     fields = {"call_status": "missed", "hangup_cause_key": "USER_BUSY", "duration": "12", "billsec": "0"}
     assert event_kind(fields) == "hangup"

@@ -9,11 +9,13 @@ from celery.signals import worker_process_init
 
 from dialer.config import get_settings
 from dialer.embedded import resolve_urls
+from dialer.logs import configure_logging
 
 
 def create_app() -> Celery:
     """Build the Celery app for this process."""
     settings = get_settings()
+    configure_logging()
     app = Celery("dialer")
     app.config_from_object("celeryconfig")
     redis_url = resolve_urls().redis_url
