@@ -16,7 +16,6 @@ from limits import RateLimitItem, RateLimitItemPerSecond
 from limits.storage import RedisStorage
 from limits.strategies import MovingWindowRateLimiter
 
-
 _EXTEND_PAUSE = """
 if redis.call('pttl', KEYS[1]) < tonumber(ARGV[1]) then
   redis.call('set', KEYS[1], '1', 'PX', ARGV[1])
