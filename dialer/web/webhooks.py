@@ -1,0 +1,85 @@
+"""`/webhooks/acefone`: authenticate, store raw first, then process in a second transaction."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import structlog
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import Counter
+from starlette.concurrency import run_in_threadpool
+
+from dialer.config import Settings, get_settings
+from dialer.db import new_session, session_scope
+from dialer.web.deps import token_ok
+from dialer.webhooks import WebhookParseError, parse_body, process_event, store_event
+
+log = structlog.get_logger("dialer.web")
+
+WEBHOOKS = Counter("dialer_webhooks_total", "Webhooks received", ["result"])
+
+router = APIRouter()
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+@router.api_route("/webhooks/acefone", methods=["GET", "POST"], include_in_schema=False)
+async def acefone_webhook(request: Request) -> Response:
+    settings = get_settings()
+    given = request.headers.get("x-webhook-token") or request.query_params.get("token")
+    if not token_ok(given, settings.webhook_token.get_secret_value()):
+        WEBHOOKS.labels("unauthorized").inc()
+        log.warning("webhook_refused", reason="bad or missing token", client=request.client and request.client.host)
+        return JSONResponse({"ok": False, "error": "missing or wrong webhook token"}, status_code=401)
+    body = await request.body()
+    try:
+        fields = parse_body(
+            method=request.method,
+            content_type=request.headers.get("content-type"),
+            body=body,
+            query=dict(request.query_params),
+        )
+    except WebhookParseError as exc:
+        WEBHOOKS.labels("unparseable").inc()
+        log.warning("webhook_unparseable", error=str(exc), body_bytes=len(body))
+        return JSONResponse({"ok": False, "error": str(exc)}, status_code=400)
+    # Database work is blocking: keep it off the event loop.
+    return await run_in_threadpool(handle_webhook, request, body, fields, settings)
+
+
+def handle_webhook(request: Request, body: bytes, fields: dict[str, Any], settings: Settings) -> Response:
+    """Store the event (committed), then process it in its own transaction."""
+    with session_scope() as session:
+        stored = store_event(
+            session=session,
+            method=request.method,
+            content_type=request.headers.get("content-type"),
+            headers=dict(request.headers),
+            body=body,
+            fields=fields,
+        )
+    if not stored.is_new:
+        WEBHOOKS.labels("duplicate").inc()
+        return JSONResponse({"ok": True, "event_id": stored.id, "duplicate": True})
+    session = new_session()
+    try:
+        with session.begin():
+            status = process_event(
+                session=session,
+                event_id=stored.id,
+                now=_utcnow(),
+                wrapup_seconds=settings.agent_wrapup_seconds,
+                account_tz=settings.account_timezone,
+            )
+    except Exception:
+        # Stored already: the reconciler processes it again. Acefone still gets its 2xx.
+        log.exception("webhook_processing_failed", event_id=stored.id)
+        status = "pending"
+    finally:
+        session.close()
+    WEBHOOKS.labels(status).inc()
+    return JSONResponse({"ok": True, "event_id": stored.id, "status": status})
