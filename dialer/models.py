@@ -76,6 +76,16 @@ class Campaign(Base):
     # {outcome: {"delay": seconds, "counts": bool}}; see dialer.policy.
     retry_policy: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
     start_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    # Stops by itself at end_at (the beat does it).
+    end_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    # Recurring batch: cron (campaign zone) that re-opens the campaign, running schedule_hours each time.
+    schedule_cron: Mapped[str | None] = mapped_column(String(120))
+    schedule_hours: Mapped[float | None] = mapped_column(Float)
+    # No calls on the public holidays of this country (ISO 3166 alpha-2, `holidays` package).
+    holidays_country: Mapped[str | None] = mapped_column(String(2))
+    # Compliance caps across campaigns: calls to one number per local day, and the gap between two.
+    daily_cap_per_number: Mapped[int | None] = mapped_column(Integer)
+    min_gap_seconds: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[dt.datetime] = _now()
     finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
 
@@ -123,6 +133,7 @@ class Lead(Base):
     __table_args__ = (
         UniqueConstraint("campaign_id", "phone_e164"),
         Index("ix_leads_dispatch", "campaign_id", "status", "priority", "next_attempt_at", "id"),
+        Index("ix_leads_phone_e164", "phone_e164"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
@@ -135,6 +146,10 @@ class Lead(Base):
     custom_fields: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
     status: Mapped[LeadStatus] = mapped_column(_enum(LeadStatus), default=LeadStatus.PENDING)
     priority: Mapped[int] = mapped_column(Integer, default=0)
+    # A scheduled callback (dialled first when due, still inside the window).
+    callback_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    # Only this agent may take the lead's calls (an `agent` column at import).
+    agent_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id", ondelete="SET NULL"))
     # Attempts charged against max_attempts (agent_missed and retry-safe failures are not).
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     # Attempt rows created so far (charged or not); the next one is attempt_seq + 1.

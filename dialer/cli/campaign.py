@@ -1,0 +1,215 @@
+"""`dialer campaign`: create, load, run and watch campaigns."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from dialer import campaigns as campaign_service
+from dialer import reports
+from dialer.cli.common import CliError, JsonOpt, console, emit_json, fail, now, session
+from dialer.policy import merge_rules, parse_days, parse_duration, parse_window, retry_delay_policy
+
+app = typer.Typer(help="Create, load, run and watch campaigns.", no_args_is_help=True)
+
+
+def _load_policy(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise CliError(f"cannot read policy file {path}: {exc.strerror}") from None
+    try:
+        if path.suffix.lower() == ".toml":
+            import tomllib
+
+            data = tomllib.loads(text)
+        else:
+            data = json.loads(text)
+    except (ValueError, json.JSONDecodeError) as exc:
+        raise CliError(f"policy file {path} is not valid {path.suffix[1:] or 'JSON'}: {exc}") from None
+    if not isinstance(data, dict):
+        raise CliError(f"policy file {path} must hold a table of outcomes")
+    return data
+
+
+@app.command("create")
+def campaign_create(
+    name: Annotated[str, typer.Option(help="Campaign name.")],
+    caller_id: Annotated[str, typer.Option(help="The DID shown to the customer.")],
+    agents: Annotated[str, typer.Option(help="Agent numbers, comma separated: 101,102.")],
+    cps: Annotated[float | None, typer.Option(help="This campaign's calls per second (under DIALER_MAX_CPS).")] = None,
+    max_attempts: Annotated[int, typer.Option(help="Charged attempts per lead.")] = 3,
+    retry_delay: Annotated[str | None, typer.Option(help="Redial delay for every outcome: 30m, 2h.")] = None,
+    policy: Annotated[Path | None, typer.Option(help="Per-outcome policy file (JSON or TOML).")] = None,
+    window: Annotated[str, typer.Option(help="Calling window in the lead's local time.")] = "09:00-20:00",
+    days: Annotated[str, typer.Option(help="Calling days: mon-fri, mon,wed,fri.")] = "mon-fri",
+    timezone: Annotated[str, typer.Option(help="Zone for numbers with no zone of their own.")] = "Europe/London",
+    region: Annotated[str, typer.Option(help="Default region for national numbers.")] = "GB",
+    call_timeout: Annotated[int, typer.Option(help="Maximum call length in seconds.")] = 300,
+    start_at: Annotated[str | None, typer.Option(help="ISO time to start by itself.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Create a campaign; prints its id."""
+    with session() as s:
+        overrides: dict[str, Any] = {}
+        if retry_delay:
+            overrides = retry_delay_policy(parse_duration(retry_delay))
+        if policy:
+            for outcome, rule in _load_policy(policy).items():
+                overrides.setdefault(outcome, {}).update(rule if isinstance(rule, dict) else {})
+            merge_rules(overrides)
+        start = None
+        if start_at:
+            try:
+                start = dt.datetime.fromisoformat(start_at)
+            except ValueError:
+                raise CliError(f"--start-at {start_at!r} is not an ISO time such as 2026-12-01T09:00") from None
+            if start.tzinfo is None:
+                from zoneinfo import ZoneInfo
+
+                start = start.replace(tzinfo=ZoneInfo(timezone))
+        campaign = campaign_service.create_campaign(
+            session=s,
+            name=name,
+            caller_id=caller_id,
+            agents=agents.split(","),
+            window=parse_window(window),
+            days=parse_days(days),
+            timezone=timezone,
+            region=region,
+            cps=cps,
+            max_attempts=max_attempts,
+            call_timeout=call_timeout,
+            retry_policy=overrides,
+            start_at=start,
+        )
+        campaign_id = campaign.id
+    if as_json:
+        emit_json({"id": campaign_id})
+    else:
+        print(campaign_id)
+
+
+@app.command("import")
+def campaign_import(
+    campaign_id: Annotated[int, typer.Argument(metavar="ID")],
+    file: Annotated[Path, typer.Argument(metavar="FILE")],
+    phone_column: Annotated[str | None, typer.Option(help="The column holding the number.")] = None,
+    rejects: Annotated[Path | None, typer.Option(help="Write every rejected row here (CSV).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Load leads from a CSV file into a campaign (all or nothing)."""
+    from dialer.importer import ImportFailed, import_leads
+
+    if not file.exists():
+        fail(f"{file}: no such file")
+    with session() as s:
+        campaign = campaign_service.get_campaign(session=s, campaign_id=campaign_id)
+        try:
+            report = import_leads(
+                session=s, campaign=campaign, path=file, phone_column=phone_column, rejects_path=rejects
+            )
+        except ImportFailed as exc:
+            raise CliError(str(exc)) from None
+        data = report.to_dict()
+    if as_json:
+        emit_json(data)
+        return
+    table = Table(title=f"Import into campaign {campaign_id}: {file.name}")
+    table.add_column("rows")
+    table.add_column("count", justify="right")
+    table.add_row("total", str(data["total_rows"]))
+    table.add_row("accepted", str(data["accepted"]))
+    table.add_row("rejected", str(data["rejected"]))
+    for reason, n in sorted(data["rejects_by_reason"].items()):
+        table.add_row(f"  {reason}", str(n))
+    console.print(table)
+    if rejects and data["rejected"]:
+        console.print(f"rejected rows written to {rejects}")
+
+
+def _control(action: Callable[..., Any], campaign_id: int, **kwargs: Any) -> None:
+    with session() as s:
+        campaign = action(session=s, campaign_id=campaign_id, **kwargs)
+        console.print(f"campaign {campaign.id} is {campaign.state.value}")
+
+
+@app.command("start")
+def campaign_start(campaign_id: Annotated[int, typer.Argument(metavar="ID")]) -> None:
+    """Start dialling (or schedule, when --start-at is ahead)."""
+    _control(campaign_service.start_campaign, campaign_id, now=now())
+
+
+@app.command("pause")
+def campaign_pause(campaign_id: Annotated[int, typer.Argument(metavar="ID")]) -> None:
+    """Stop new dials at once; calls in progress go on."""
+    _control(campaign_service.pause_campaign, campaign_id, reason="paused by operator")
+
+
+@app.command("resume")
+def campaign_resume(campaign_id: Annotated[int, typer.Argument(metavar="ID")]) -> None:
+    """Let a paused campaign dial again."""
+    _control(campaign_service.resume_campaign, campaign_id)
+
+
+@app.command("cancel")
+def campaign_cancel(campaign_id: Annotated[int, typer.Argument(metavar="ID")]) -> None:
+    """End a campaign for good; waiting leads are cancelled."""
+    _control(campaign_service.cancel_campaign, campaign_id)
+
+
+@app.command("status")
+def campaign_status(
+    campaign_id: Annotated[int, typer.Argument(metavar="ID")],
+    watch: Annotated[bool, typer.Option(help="Refresh until the campaign ends (Ctrl-C stops watching).")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show a campaign's state and its leads by status."""
+    from dialer.progress import watch_campaign
+
+    if watch and not as_json:
+        watch_campaign(campaign_id=campaign_id, load=lambda: _status(campaign_id), console=console)
+        return
+    data = _status(campaign_id)
+    if as_json:
+        emit_json(data)
+    else:
+        from dialer.progress import status_table
+
+        console.print(status_table(data))
+
+
+def _status(campaign_id: int) -> dict[str, Any]:
+    with session() as s:
+        return reports.campaign_status(session=s, campaign_id=campaign_id)
+
+
+@app.command("list")
+def campaign_list(as_json: JsonOpt = False) -> None:
+    """List campaigns with their state and progress."""
+    with session() as s:
+        rows = [
+            reports.campaign_status(session=s, campaign_id=c.id) for c in campaign_service.list_campaigns(session=s)
+        ]
+    if as_json:
+        emit_json(rows)
+        return
+    table = Table(title="Campaigns")
+    for col in ("id", "name", "state", "leads", "finished", "in call"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(
+            str(r["id"]),
+            r["name"],
+            r["state"],
+            str(r["total_leads"]),
+            str(r["finished_leads"]),
+            str(r["leads"]["in_call"]),
+        )
+    console.print(table)

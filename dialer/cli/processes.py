@@ -1,0 +1,182 @@
+"""The long-running processes: worker, beat, web, simulator, demo, and the embedded servers."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from dialer.cli.common import JsonOpt, console, emit_json, fail
+from dialer.config import get_settings
+from dialer.logs import configure_logging
+
+services_app = typer.Typer(help="The embedded PostgreSQL and Redis under ./var/.", no_args_is_help=True)
+
+
+def _export_urls() -> None:
+    """Resolve the servers once and hand them to child processes through the environment."""
+    from dialer.embedded import resolve_urls
+
+    urls = resolve_urls()
+    os.environ["DIALER_DATABASE_URL"] = urls.database_url
+    os.environ["DIALER_REDIS_URL"] = urls.redis_url
+
+
+def worker(
+    concurrency: Annotated[int, typer.Option(help="Dial processes in this worker.")] = 4,
+    loglevel: Annotated[str, typer.Option(help="Celery log level.")] = "INFO",
+) -> None:
+    """Run a Celery worker that places calls (run as many as you like, on any machine)."""
+    _export_urls()
+    import socket
+    import uuid
+
+    name = f"dialer-{uuid.uuid4().hex[:6]}@{socket.gethostname()}"
+    os.execv(
+        sys.executable,
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "workers.app",
+            "worker",
+            "-Q",
+            get_settings().redis_prefix,
+            "-n",
+            name,
+            "-c",
+            str(concurrency),
+            "--loglevel",
+            loglevel,
+            "--without-gossip",
+            "--without-mingle",
+        ],
+    )
+
+
+def beat(loglevel: Annotated[str, typer.Option(help="Celery log level.")] = "INFO") -> None:
+    """Run the scheduler: pacer tick (1 s) and reconciler. One is enough; a second is harmless."""
+    _export_urls()
+    schedule = get_settings().var_dir / "celerybeat-schedule"
+    schedule.parent.mkdir(parents=True, exist_ok=True)
+    os.execv(
+        sys.executable,
+        [sys.executable, "-m", "celery", "-A", "workers.app", "beat", "--loglevel", loglevel, "-s", str(schedule)],
+    )
+
+
+def web(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+) -> None:
+    """Serve the webhook receiver, the REST API and /metrics."""
+    import uvicorn
+
+    from dialer.web.app import create_app
+
+    settings = get_settings()
+    missing = [
+        name
+        for name, value in (("DIALER_WEBHOOK_TOKEN", settings.webhook_token), ("DIALER_API_TOKEN", settings.api_token))
+        if not value.get_secret_value()
+    ]
+    if missing:
+        fail(f"set {' and '.join(missing)}: the receiver and the API refuse every request without a token")
+    _export_urls()
+    configure_logging()
+    uvicorn.run(create_app(), host=host, port=port, log_level="warning")
+
+
+def simulate(
+    host: Annotated[str, typer.Option(help="Address to listen on (localhost by default).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8090,
+    seed: Annotated[int, typer.Option(help="Random seed: same seed, same outcomes.")] = 1,
+    speed: Annotated[float, typer.Option(help="Time scale: 0.05 plays a 60 s call in 3 s.")] = 1.0,
+    answer_rate: Annotated[float, typer.Option(help="Share of customers who answer.")] = 0.5,
+    busy_rate: Annotated[float, typer.Option(help="Share of busy customers.")] = 0.15,
+    no_answer_rate: Annotated[float, typer.Option(help="Share of customers who do not answer.")] = 0.2,
+    agent_miss_rate: Annotated[float, typer.Option(help="Share of calls the agent misses.")] = 0.05,
+    form_rate: Annotated[float, typer.Option(help="Share of webhooks sent as forms, not JSON.")] = 0.0,
+    caller_ids: Annotated[str | None, typer.Option(help="Valid caller ids, comma separated (else any).")] = None,
+    offline_agents: Annotated[str | None, typer.Option(help="Agents Acefone reports offline.")] = None,
+    record: Annotated[Path | None, typer.Option(help="Write the ground truth (JSON lines) here.")] = None,
+) -> None:
+    """Serve a simulated Acefone: click_to_call, played calls, webhooks to DIALER_PUBLIC_URL."""
+    from dialer.simulator import SimulatorConfig, serve
+
+    settings = get_settings()
+    token = settings.acefone_token.get_secret_value()
+    if not token:
+        fail("set DIALER_ACEFONE_TOKEN: the simulator accepts requests carrying that token only")
+    serve(
+        SimulatorConfig(
+            host=host,
+            port=port,
+            token=token,
+            webhook_url=settings.public_url.rstrip("/") + "/webhooks/acefone",
+            webhook_token=settings.webhook_token.get_secret_value(),
+            caller_ids=caller_ids.split(",") if caller_ids else None,
+            offline_agents=offline_agents.split(",") if offline_agents else [],
+            seed=seed,
+            speed=speed,
+            answer_rate=answer_rate,
+            busy_rate=busy_rate,
+            no_answer_rate=no_answer_rate,
+            agent_miss_rate=agent_miss_rate,
+            form_rate=form_rate,
+            record_path=str(record) if record else None,
+            account_timezone=settings.account_timezone,
+        )
+    )
+
+
+def demo(
+    leads: Annotated[Path, typer.Option(help="Lead list to dial.")] = Path("campaigns/sample_leads.csv"),
+    agents: Annotated[int, typer.Option(help="Simulated agents.")] = 20,
+    workers: Annotated[int, typer.Option(help="Worker processes.")] = 2,
+    timeout: Annotated[float, typer.Option(help="Give up after this many seconds.")] = 600,
+    keep_services: Annotated[bool, typer.Option(help="Leave the embedded servers running afterwards.")] = False,
+) -> None:
+    """Run a whole campaign against the simulator: every process started here, stopped at the end."""
+    from dialer.demo import run_demo
+
+    code = run_demo(
+        leads=leads, agents=agents, workers=workers, timeout=timeout, keep_services=keep_services, console=console
+    )
+    raise typer.Exit(code)
+
+
+@services_app.command("stop")
+def services_stop() -> None:
+    """Stop this checkout's embedded PostgreSQL and Redis."""
+    from dialer.embedded import stop_services
+
+    stopped = stop_services(get_settings().var_dir)
+    console.print(f"stopped: {', '.join(stopped) or 'nothing was running'}")
+
+
+@services_app.command("status")
+def services_status(as_json: JsonOpt = False) -> None:
+    """Show which servers this checkout uses (starting the embedded ones if needed)."""
+    from dialer.embedded import resolve_urls
+
+    urls = resolve_urls()
+    data = {"database_url": _hide_password(urls.database_url), "redis_url": _hide_password(urls.redis_url)}
+    if as_json:
+        emit_json(data)
+    else:
+        for k, v in data.items():
+            console.print(f"{k}: {v}")
+
+
+def _hide_password(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return url.split("@")[-1]
