@@ -9,7 +9,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from dialer.models import Agent, Campaign, Lead
-from dialer.policy import check_zone, merge_rules
+from dialer.policy import check_country, check_zone, merge_rules
 from dialer.states import CAMPAIGN_TRANSITIONS, CampaignState, LeadStatus, transition
 
 
@@ -60,6 +60,12 @@ def create_campaign(
     call_timeout: int = 300,
     retry_policy: dict[str, Any] | None = None,
     start_at: dt.datetime | None = None,
+    end_at: dt.datetime | None = None,
+    schedule_cron: str | None = None,
+    schedule_hours: float | None = None,
+    holidays_country: str | None = None,
+    daily_cap_per_number: int | None = None,
+    min_gap_seconds: int = 0,
 ) -> Campaign:
     """Create a draft campaign with its agents and rules."""
     if not name.strip():
@@ -71,6 +77,18 @@ def create_campaign(
     if cps is not None and cps <= 0:
         raise ValueError("--cps must be above 0")
     merge_rules(retry_policy)  # validate now, not at the first hangup
+    if start_at and end_at and end_at <= start_at:
+        raise ValueError("--end-at must be after --start-at")
+    if schedule_cron:
+        from dialer.schedules import check_cron
+
+        check_cron(schedule_cron)
+        if schedule_hours is None or not 0 < schedule_hours <= 24:
+            raise ValueError("a recurring --schedule needs --schedule-hours between 0 and 24")
+    if daily_cap_per_number is not None and daily_cap_per_number < 1:
+        raise ValueError("--daily-cap must be at least 1")
+    if min_gap_seconds < 0:
+        raise ValueError("--min-gap must not be negative")
     campaign = Campaign(
         name=name.strip(),
         caller_id=caller_id.strip(),
@@ -84,6 +102,12 @@ def create_campaign(
         call_timeout=call_timeout,
         retry_policy=retry_policy or {},
         start_at=start_at,
+        end_at=end_at,
+        schedule_cron=schedule_cron,
+        schedule_hours=schedule_hours,
+        holidays_country=check_country(holidays_country) if holidays_country else None,
+        daily_cap_per_number=daily_cap_per_number,
+        min_gap_seconds=min_gap_seconds,
         state=CampaignState.DRAFT,
     )
     campaign.agents = ensure_agents(session=session, numbers=agents)
@@ -107,9 +131,9 @@ def set_campaign_state(
 def start_campaign(*, session: Session, campaign_id: int, now: dt.datetime) -> Campaign:
     """Start a campaign now, or schedule it when its start time is still ahead."""
     campaign = get_campaign(session=session, campaign_id=campaign_id, lock=True)
-    target = (
-        CampaignState.SCHEDULED if campaign.start_at is not None and campaign.start_at > now else CampaignState.RUNNING
-    )
+    later = (campaign.start_at is not None and campaign.start_at > now) or campaign.schedule_cron is not None
+    # A recurring campaign waits for the beat to open its batch (which may be right away).
+    target = CampaignState.SCHEDULED if later else CampaignState.RUNNING
     return set_campaign_state(session=session, campaign=campaign, state=target)
 
 
@@ -120,9 +144,10 @@ def pause_campaign(*, session: Session, campaign_id: int, reason: str | None = N
 
 
 def resume_campaign(*, session: Session, campaign_id: int) -> Campaign:
-    """Let a paused campaign dial again."""
+    """Let a paused campaign dial again (a recurring one waits for its batch)."""
     campaign = get_campaign(session=session, campaign_id=campaign_id, lock=True)
-    return set_campaign_state(session=session, campaign=campaign, state=CampaignState.RUNNING)
+    target = CampaignState.SCHEDULED if campaign.schedule_cron else CampaignState.RUNNING
+    return set_campaign_state(session=session, campaign=campaign, state=target)
 
 
 def cancel_campaign(*, session: Session, campaign_id: int) -> Campaign:

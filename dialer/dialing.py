@@ -18,9 +18,9 @@ from sqlalchemy.orm import Session
 
 from dialer.acefone import DialRequest, DialResult, FailureReason, ResultKind
 from dialer.campaigns import set_campaign_state
+from dialer.compliance import evaluate
 from dialer.models import Agent, CallAttempt, Campaign, DncNumber, Lead
 from dialer.outcomes import return_lead, set_lead_status, settle_attempt
-from dialer.policy import window_of
 from dialer.states import ATTEMPT_TRANSITIONS, AttemptStatus, CampaignState, LeadStatus, transition
 
 log = structlog.get_logger("dialer.dialing")
@@ -52,7 +52,7 @@ def _utcnow() -> dt.datetime:
 
 
 def check_gates(*, session: Session, attempt_id: int, now: dt.datetime) -> DialRequest | None:
-    """Re-check a queued attempt against its campaign, DNC and window; return its request or None.
+    """Re-check a queued attempt against its campaign and every compliance rule; return its request or None.
 
     An attempt that may not be dialled is cancelled here (uncharged), its agent freed.
     """
@@ -63,13 +63,13 @@ def check_gates(*, session: Session, attempt_id: int, now: dt.datetime) -> DialR
     lead = attempt.lead
     agent = session.get(Agent, attempt.agent_id) if attempt.agent_id else None
     assert campaign is not None
-    zones = lead.timezones or [campaign.timezone]
 
     def drop(reason: str, lead_status: LeadStatus | None = None, retry_at: dt.datetime | None = None) -> None:
         settle_attempt(session=session, attempt=attempt, status=AttemptStatus.CANCELLED, now=now, wrapup_seconds=0)
         attempt.api_message = f"not dialled: {reason}"
-        if lead_status is not None and lead.status != lead_status:
-            set_lead_status(lead, lead_status)
+        if lead_status is not None:
+            if lead.status != lead_status:
+                set_lead_status(lead, lead_status)
         elif retry_at is not None:
             return_lead(lead=lead, next_attempt_at=retry_at, reason=reason)
         lead.blocked_reason = reason
@@ -78,13 +78,14 @@ def check_gates(*, session: Session, attempt_id: int, now: dt.datetime) -> DialR
         cancelled = campaign.state == CampaignState.CANCELLED
         drop(f"campaign {campaign.state}", LeadStatus.CANCELLED if cancelled else None, None if cancelled else now)
         return None
-    if session.get(DncNumber, lead.phone_e164) is not None:
-        drop("dnc", LeadStatus.DNC)
+    # The same rules as the pacer, again at dial time: a number listed a second ago is not called.
+    verdict = evaluate(session=session, campaign=campaign, leads=[lead], now=now, exclude_attempts={attempt.id})[
+        lead.id
+    ]
+    if not verdict.allowed:
+        drop(verdict.reason or "not allowed", verdict.final, verdict.retry_at or now)
         return None
-    window = window_of(campaign)
-    if not window.is_open(now, zones):
-        drop("outside_window", retry_at=window.next_opening(now, zones) or now + dt.timedelta(days=1))
-        return None
+    attempt.audit = {**attempt.audit, "dial_check": verdict.audit}
     if agent is None:
         drop("no_agent", retry_at=now)
         return None

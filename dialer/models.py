@@ -21,6 +21,7 @@ from sqlalchemy import (
     Time,
     UniqueConstraint,
     func,
+    text,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -132,7 +133,8 @@ class Lead(Base):
     __tablename__ = "leads"
     __table_args__ = (
         UniqueConstraint("campaign_id", "phone_e164"),
-        Index("ix_leads_dispatch", "campaign_id", "status", "priority", "next_attempt_at", "id"),
+        # Matches the pacer's ORDER BY priority DESC, next_attempt_at, id: no sort per tick.
+        Index("ix_leads_dispatch", "campaign_id", "status", text("priority DESC"), "next_attempt_at", "id"),
         Index("ix_leads_phone_e164", "phone_e164"),
     )
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from dialer.models import Agent, CallAttempt, Campaign, Lead
@@ -106,6 +106,12 @@ def settle_attempt(
     if counts:
         attempt.charged = True
         lead.attempts += 1
+    if final is None and "max" in rule:
+        ended_so = session.scalar(
+            select(func.count()).where(CallAttempt.lead_id == lead.id, CallAttempt.status == status)
+        )
+        if int(ended_so or 0) >= int(rule["max"]):
+            final = LeadStatus.EXHAUSTED
     if final is not None:
         lead.blocked_reason = None
         set_lead_status(lead, final)

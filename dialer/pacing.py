@@ -1,8 +1,9 @@
 """The pacer: each tick, claim only what free agents and the rate budget can take right now.
 
-Runs on every beat tick (and after a hangup frees an agent). Leads and agents are claimed with
-FOR UPDATE SKIP LOCKED, so two pacers running at once never claim one lead or one agent twice.
-The caller commits, then publishes one dial task per returned attempt id (never before commit).
+Runs on every beat tick. Leads and agents are claimed with FOR UPDATE SKIP LOCKED, so two pacers
+running at once never claim one lead or one agent twice; an advisory lock makes one of them the
+leader for the tick, so the normal case is one pacer doing the work. The caller commits, then
+publishes one dial task per returned attempt id (never before the commit).
 """
 
 from __future__ import annotations
@@ -11,40 +12,32 @@ import datetime as dt
 import math
 from dataclasses import dataclass, field
 
-from sqlalchemy import and_, exists, or_, select
+from sqlalchemy import exists, func, or_, select
 from sqlalchemy.orm import Session
 
 from dialer.campaigns import set_campaign_state
-from dialer.dnc import listed
+from dialer.compliance import evaluate
 from dialer.identifiers import format_identifier
 from dialer.models import Agent, CallAttempt, Campaign, CampaignAgent, Lead
 from dialer.outcomes import set_lead_status
-from dialer.policy import window_of
+from dialer.schedules import apply_schedules
 from dialer.states import ATTEMPT_LIVE, AttemptStatus, CampaignState, LeadStatus
 
 # Claim what can be dialled within this many seconds; short queues make pause/cancel immediate.
 HORIZON_SECONDS = 2.0
 # How long an agent stays reserved when no hangup ever comes, beyond the call's own timeout.
 LEASE_GRACE_SECONDS = 120
+# pg advisory lock key for "the pacer" (any constant shared by every pacer process).
+PACER_LOCK_KEY = 0x6469616C  # "dial"
 
 
 @dataclass
 class PaceResult:
     attempt_ids: list[int] = field(default_factory=list)
     started: list[int] = field(default_factory=list)
+    stopped: list[int] = field(default_factory=list)
     completed: list[int] = field(default_factory=list)
-
-
-def activate_scheduled(*, session: Session, now: dt.datetime) -> list[int]:
-    """Start scheduled campaigns whose start time has come."""
-    due = session.scalars(
-        select(Campaign)
-        .where(Campaign.state == CampaignState.SCHEDULED, Campaign.start_at <= now)
-        .with_for_update(skip_locked=True)
-    ).all()
-    for campaign in due:
-        set_campaign_state(session=session, campaign=campaign, state=CampaignState.RUNNING)
-    return [c.id for c in due]
+    leader: bool = True
 
 
 def _has_work(session: Session, campaign_id: int) -> bool:
@@ -75,6 +68,15 @@ def _free_agents(session: Session, campaign_id: int, now: dt.datetime, limit: in
     return list(session.scalars(stmt))
 
 
+def _take_agent(agents: list[Agent], lead: Lead) -> Agent | None:
+    if lead.agent_id is None:
+        return agents.pop(0)
+    for i, agent in enumerate(agents):
+        if agent.id == lead.agent_id:
+            return agents.pop(i)
+    return None
+
+
 def pace_campaign(*, session: Session, campaign: Campaign, now: dt.datetime, max_cps: float) -> list[int]:
     """Claim due leads of one running campaign, create their attempts, reserve agents."""
     cps = min(max_cps, campaign.cps or max_cps)
@@ -82,44 +84,33 @@ def pace_campaign(*, session: Session, campaign: Campaign, now: dt.datetime, max
     agents = _free_agents(session, campaign.id, now, budget)
     if not agents:
         return []
-    window = window_of(campaign)
-    attempt_ids: list[int] = []
-    # Leads skipped for the window or DNC do not consume an agent, so look a little further.
-    scan = len(agents) * 4
+    # Leads skipped for compliance do not consume an agent, so look a little further.
     leads = list(
         session.scalars(
             select(Lead)
-            .where(
-                and_(
-                    Lead.campaign_id == campaign.id,
-                    Lead.status == LeadStatus.PENDING,
-                    Lead.next_attempt_at <= now,
-                )
-            )
+            .where(Lead.campaign_id == campaign.id, Lead.status == LeadStatus.PENDING, Lead.next_attempt_at <= now)
             .order_by(Lead.priority.desc(), Lead.next_attempt_at, Lead.id)
-            .limit(scan)
+            .limit(len(agents) * 4)
             .with_for_update(skip_locked=True)
         )
     )
-    blocked = listed(session=session, numbers=[lead.phone_e164 for lead in leads])
+    verdicts = evaluate(session=session, campaign=campaign, leads=leads, now=now)
+    attempt_ids: list[int] = []
     for lead in leads:
         if not agents:
             break
-        zones = lead.timezones or [campaign.timezone]
-        if lead.phone_e164 in blocked:
-            set_lead_status(lead, LeadStatus.DNC)
-            lead.blocked_reason = "dnc"
+        verdict = verdicts[lead.id]
+        if not verdict.allowed:
+            lead.blocked_reason = verdict.reason
+            if verdict.final is not None:
+                set_lead_status(lead, verdict.final)
+            elif verdict.retry_at is not None:
+                lead.next_attempt_at = verdict.retry_at
             continue
-        if lead.attempts >= campaign.max_attempts:
-            set_lead_status(lead, LeadStatus.EXHAUSTED)
+        agent = _take_agent(agents, lead)
+        if agent is None:
+            lead.blocked_reason = "agent_busy"
             continue
-        if not window.is_open(now, zones):
-            opening = window.next_opening(now, zones)
-            # No opening within a week (no allowed days): look again tomorrow, fail closed.
-            lead.next_attempt_at = opening or now + dt.timedelta(days=1)
-            lead.blocked_reason = "outside_window"
-            continue
-        agent = agents.pop(0)
         lead.attempt_seq += 1
         attempt = CallAttempt(
             campaign_id=campaign.id,
@@ -129,15 +120,11 @@ def pace_campaign(*, session: Session, campaign: Campaign, now: dt.datetime, max
             custom_identifier=format_identifier(campaign_id=campaign.id, lead_id=lead.id, attempt_no=lead.attempt_seq),
             status=AttemptStatus.QUEUED,
             audit={
-                "window": f"{campaign.window_start:%H:%M}-{campaign.window_end:%H:%M}",
-                "days": list(campaign.days),
-                "zones": zones,
-                "local_times": [now.astimezone(_zone(z)).strftime("%a %H:%M") for z in zones],
-                "attempt": lead.attempts + 1,
-                "max_attempts": campaign.max_attempts,
-                "claimed_at": now.isoformat(),
+                **verdict.audit,
+                "callback_at": lead.callback_at.isoformat() if lead.callback_at else None,
             },
         )
+        lead.callback_at = None  # honoured: this attempt is the callback
         session.add(attempt)
         set_lead_status(lead, LeadStatus.IN_CALL)
         lead.blocked_reason = None
@@ -149,23 +136,21 @@ def pace_campaign(*, session: Session, campaign: Campaign, now: dt.datetime, max
     return attempt_ids
 
 
-def _zone(name: str) -> dt.tzinfo:
-    from zoneinfo import ZoneInfo
-
-    return ZoneInfo(name)
-
-
 def pace_campaigns(
     *, session: Session, now: dt.datetime, max_cps: float, campaign_ids: list[int] | None = None
 ) -> PaceResult:
-    """Run one pacer tick over every running campaign (or the given ones)."""
-    result = PaceResult(started=activate_scheduled(session=session, now=now))
+    """Run one pacer tick: schedules first, then every running campaign (or the given ones)."""
+    if not session.scalar(select(func.pg_try_advisory_xact_lock(PACER_LOCK_KEY))):
+        return PaceResult(leader=False)  # another pacer is ticking right now
+    changes = apply_schedules(session=session, now=now)
+    result = PaceResult(started=changes.started, stopped=changes.stopped, completed=changes.ended)
     stmt = select(Campaign).where(Campaign.state == CampaignState.RUNNING).order_by(Campaign.id)
     if campaign_ids:
         stmt = stmt.where(Campaign.id.in_(campaign_ids))
     # SKIP LOCKED: a campaign being paused or cancelled right now is simply skipped this tick.
     for campaign in session.scalars(stmt.with_for_update(skip_locked=True)).all():
-        if not _has_work(session, campaign.id):
+        if not campaign.schedule_cron and not _has_work(session, campaign.id):
+            # Recurring campaigns wait for their next batch (and new leads) instead.
             set_campaign_state(session=session, campaign=campaign, state=CampaignState.COMPLETED)
             result.completed.append(campaign.id)
             continue

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -67,6 +68,17 @@ def parse_days(text: str) -> list[int]:
     return sorted(days)
 
 
+def parse_time(text: str, zone: str, name: str = "time") -> dt.datetime:
+    """Parse an ISO time (`2026-12-01T09:00`, `2026-12-01 09:00`); naive times are in `zone`."""
+    try:
+        when = dt.datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise PolicyError(f"{name} {text!r} is not a time such as 2026-12-01T09:00") from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=ZoneInfo(check_zone(zone)))
+    return when.astimezone(dt.UTC)
+
+
 def check_zone(name: str) -> str:
     """Return `name` if it is a known IANA zone, else raise PolicyError."""
     try:
@@ -76,14 +88,40 @@ def check_zone(name: str) -> str:
     return name
 
 
+@lru_cache(maxsize=64)
+def _holidays(country: str) -> Any:
+    import holidays
+
+    return holidays.country_holidays(country)
+
+
+def is_holiday(country: str | None, day: dt.date) -> bool:
+    """Tell whether `day` is a public holiday in `country` (ISO alpha-2; None: never)."""
+    return country is not None and day in _holidays(country)
+
+
+def check_country(code: str) -> str:
+    """Return an upper-cased country code the `holidays` package knows, else raise PolicyError."""
+    import holidays
+
+    upper = code.strip().upper()
+    if upper not in holidays.list_supported_countries():
+        raise PolicyError(f"no public-holiday calendar for country {code!r}: use an ISO code such as GB")
+    return upper
+
+
 @dataclass(frozen=True)
 class CallingWindow:
     start: dt.time
     end: dt.time
     days: tuple[int, ...]
+    holidays_country: str | None = None
+
+    def _day_allowed(self, day: dt.date) -> bool:
+        return day.isoweekday() in self.days and not is_holiday(self.holidays_country, day)
 
     def _open_in(self, local: dt.datetime) -> bool:
-        return local.isoweekday() in self.days and self.start <= local.time() < self.end
+        return self._day_allowed(local.date()) and self.start <= local.time() < self.end
 
     def is_open(self, now: dt.datetime, zones: list[str]) -> bool:
         """Tell whether `now` is inside the window in every one of the zones (fail closed)."""
@@ -99,9 +137,10 @@ class CallingWindow:
         for z in zones:
             tz = ZoneInfo(z)
             local_day = now.astimezone(tz).date()
-            for k in range(9):
+            # Three weeks covers a weekly pattern plus the longest run of holidays (Christmas).
+            for k in range(22):
                 day = local_day + dt.timedelta(days=k)
-                if day.isoweekday() in self.days:
+                if self._day_allowed(day):
                     start = dt.datetime.combine(day, self.start, tzinfo=tz).astimezone(dt.UTC)
                     if start >= now:
                         candidates.append(start)
@@ -113,7 +152,9 @@ class CallingWindow:
 
 def window_of(campaign: Any) -> CallingWindow:
     """Return the campaign's calling window."""
-    return CallingWindow(campaign.window_start, campaign.window_end, tuple(campaign.days))
+    return CallingWindow(
+        campaign.window_start, campaign.window_end, tuple(campaign.days), getattr(campaign, "holidays_country", None)
+    )
 
 
 def merge_rules(overrides: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
@@ -123,12 +164,24 @@ def merge_rules(overrides: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
         if outcome not in rules:
             raise PolicyError(f"unknown outcome {outcome!r} in policy: use one of {', '.join(OUTCOMES)}")
         if not isinstance(rule, dict):
-            raise PolicyError(f"policy for {outcome!r} must be a table with delay and counts")
+            raise PolicyError(f"policy for {outcome!r} must be a table with delay, counts and max")
         if "delay" in rule:
             delay = rule["delay"]
             rules[outcome]["delay"] = parse_duration(str(delay)) if not isinstance(delay, int) else delay
         if "counts" in rule:
             rules[outcome]["counts"] = _flag(rule["counts"], f"{outcome}.counts")
+        if "max" in rule:
+            # A cap on attempts that end this way (e.g. stop after 5 busy), under max_attempts.
+            try:
+                cap = int(rule["max"])
+            except (TypeError, ValueError):
+                raise PolicyError(f"{outcome}.max must be a whole number, not {rule['max']!r}") from None
+            if cap < 1:
+                raise PolicyError(f"{outcome}.max must be at least 1")
+            rules[outcome]["max"] = cap
+        unknown = set(rule) - {"delay", "counts", "max"}
+        if unknown:
+            raise PolicyError(f"unknown setting {sorted(unknown)[0]!r} for {outcome!r}: use delay, counts, max")
     return rules
 
 

@@ -24,8 +24,13 @@ class CampaignState(enum.StrEnum):
 CAMPAIGN_TRANSITIONS: dict[CampaignState, frozenset[CampaignState]] = {
     CampaignState.DRAFT: frozenset({CampaignState.SCHEDULED, CampaignState.RUNNING, CampaignState.CANCELLED}),
     CampaignState.SCHEDULED: frozenset({CampaignState.RUNNING, CampaignState.PAUSED, CampaignState.CANCELLED}),
-    CampaignState.RUNNING: frozenset({CampaignState.PAUSED, CampaignState.COMPLETED, CampaignState.CANCELLED}),
-    CampaignState.PAUSED: frozenset({CampaignState.RUNNING, CampaignState.CANCELLED}),
+    # running -> scheduled: a recurring batch closes until its next cron time.
+    CampaignState.RUNNING: frozenset(
+        {CampaignState.SCHEDULED, CampaignState.PAUSED, CampaignState.COMPLETED, CampaignState.CANCELLED}
+    ),
+    CampaignState.PAUSED: frozenset(
+        {CampaignState.RUNNING, CampaignState.SCHEDULED, CampaignState.COMPLETED, CampaignState.CANCELLED}
+    ),
     CampaignState.COMPLETED: frozenset(),
     CampaignState.CANCELLED: frozenset(),
 }

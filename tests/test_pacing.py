@@ -55,7 +55,7 @@ def test_claims_one_lead_per_free_agent_and_reserves_it(session: Session) -> Non
         assert lead.status == LeadStatus.IN_CALL
         assert lead.attempts == 0  # charged when the call ends, not when it is claimed
         assert attempt.audit["zones"] == ["Europe/London"]
-        assert attempt.audit["local_times"] == ["Wed 12:00"]
+        assert attempt.audit["local_times"] == ["Wed 2026-04-08 12:00"]
     untouched = [lead for lead in leads if lead.id not in {a.lead_id for a in attempts}]
     assert [lead.status for lead in untouched] == [LeadStatus.PENDING] * 3
 
@@ -299,10 +299,11 @@ def test_two_pacers_on_campaigns_sharing_an_agent_reserve_it_once(clean_db: sa.E
         add_leads(s, b, 2)
         a_id, b_id, shared_id = a.id, b.id, shared.id
 
+    # Below the leader lock: even two pacers ticking different campaigns at once share agents safely.
     first, second = run_two_pacers(
         clean_db,
-        lambda s: pace_campaigns(session=s, now=NOW, max_cps=MAX_CPS, campaign_ids=[a_id]).attempt_ids,
-        lambda s: pace_campaigns(session=s, now=NOW, max_cps=MAX_CPS, campaign_ids=[b_id]).attempt_ids,
+        lambda s: pace_campaign(session=s, campaign=s.get(Campaign, a_id), now=NOW, max_cps=MAX_CPS),
+        lambda s: pace_campaign(session=s, campaign=s.get(Campaign, b_id), now=NOW, max_cps=MAX_CPS),
     )
 
     assert len(first) == 1
@@ -317,3 +318,17 @@ def test_two_pacers_on_campaigns_sharing_an_agent_reserve_it_once(clean_db: sa.E
 def test_empty_campaign_filter_means_every_campaign(session: Session, campaign_ids: list[int] | None) -> None:
     add_leads(session, make_campaign(session), 1)
     assert len(pace(session, campaign_ids=campaign_ids)) == 1
+
+
+def test_a_second_pacer_ticking_at_once_is_not_the_leader(clean_db: sa.Engine) -> None:
+    with Session(clean_db) as s, s.begin():
+        add_leads(s, make_campaign(s, agents=2, window=ALWAYS, days=[1, 2, 3, 4, 5, 6, 7]), 4)
+
+    first, second = run_two_pacers(
+        clean_db,
+        lambda s: pace_campaigns(session=s, now=NOW, max_cps=MAX_CPS),
+        lambda s: pace_campaigns(session=s, now=NOW, max_cps=MAX_CPS),
+    )
+    assert (first.leader, len(first.attempt_ids)) == (True, 2)
+    assert (second.leader, second.attempt_ids) == (False, [])
+    _assert_no_double_claims(clean_db)

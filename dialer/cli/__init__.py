@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import typer
 
-from dialer.cli import campaign, db, dnc, processes, report
+from dialer.cli import campaign, db, dnc, lead, processes, report
 
 app = typer.Typer(help="Bulk outbound dialer for Acefone click-to-call.", no_args_is_help=True)
 app.add_typer(db.app, name="db")
 app.add_typer(campaign.app, name="campaign")
 app.add_typer(dnc.app, name="dnc")
+app.add_typer(lead.app, name="lead")
 app.add_typer(processes.services_app, name="services")
 app.command("report")(report.report)
 for _command in (processes.worker, processes.beat, processes.web, processes.simulate, processes.demo):

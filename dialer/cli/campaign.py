@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -14,7 +13,7 @@ from rich.table import Table
 from dialer import campaigns as campaign_service
 from dialer import reports
 from dialer.cli.common import CliError, JsonOpt, console, emit_json, fail, now, session
-from dialer.policy import merge_rules, parse_days, parse_duration, parse_window, retry_delay_policy
+from dialer.policy import merge_rules, parse_days, parse_duration, parse_time, parse_window, retry_delay_policy
 
 app = typer.Typer(help="Create, load, run and watch campaigns.", no_args_is_help=True)
 
@@ -52,7 +51,13 @@ def campaign_create(
     timezone: Annotated[str, typer.Option(help="Zone for numbers with no zone of their own.")] = "Europe/London",
     region: Annotated[str, typer.Option(help="Default region for national numbers.")] = "GB",
     call_timeout: Annotated[int, typer.Option(help="Maximum call length in seconds.")] = 300,
-    start_at: Annotated[str | None, typer.Option(help="ISO time to start by itself.")] = None,
+    start_at: Annotated[str | None, typer.Option(help="Start by itself at this time (campaign zone).")] = None,
+    end_at: Annotated[str | None, typer.Option(help="Stop by itself at this time (campaign zone).")] = None,
+    schedule: Annotated[str | None, typer.Option(help="Recurring batch, cron in the campaign zone: '0 8 * * *'.")] = None,
+    schedule_hours: Annotated[float | None, typer.Option(help="How long each recurring batch runs.")] = None,
+    holidays: Annotated[str | None, typer.Option(help="No calls on this country's public holidays: GB.")] = None,
+    daily_cap: Annotated[int | None, typer.Option(help="Calls per number per local day, across campaigns.")] = None,
+    min_gap: Annotated[str | None, typer.Option(help="Least time between two calls to a number: 4h.")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Create a campaign; prints its id."""
@@ -64,16 +69,6 @@ def campaign_create(
             for outcome, rule in _load_policy(policy).items():
                 overrides.setdefault(outcome, {}).update(rule if isinstance(rule, dict) else {})
             merge_rules(overrides)
-        start = None
-        if start_at:
-            try:
-                start = dt.datetime.fromisoformat(start_at)
-            except ValueError:
-                raise CliError(f"--start-at {start_at!r} is not an ISO time such as 2026-12-01T09:00") from None
-            if start.tzinfo is None:
-                from zoneinfo import ZoneInfo
-
-                start = start.replace(tzinfo=ZoneInfo(timezone))
         campaign = campaign_service.create_campaign(
             session=s,
             name=name,
@@ -87,7 +82,13 @@ def campaign_create(
             max_attempts=max_attempts,
             call_timeout=call_timeout,
             retry_policy=overrides,
-            start_at=start,
+            start_at=parse_time(start_at, timezone, "--start-at") if start_at else None,
+            end_at=parse_time(end_at, timezone, "--end-at") if end_at else None,
+            schedule_cron=schedule,
+            schedule_hours=schedule_hours,
+            holidays_country=holidays,
+            daily_cap_per_number=daily_cap,
+            min_gap_seconds=parse_duration(min_gap) if min_gap else 0,
         )
         campaign_id = campaign.id
     if as_json:

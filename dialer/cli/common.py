@@ -36,11 +36,12 @@ def session() -> Iterator[Any]:
     """Open a committed session; known domain errors become one-line CLI errors."""
     from dialer.campaigns import CampaignNotFound
     from dialer.db import session_scope
+    from dialer.leads import LeadNotFound
 
     try:
         with session_scope() as s:
             yield s
-    except (CampaignNotFound, PolicyError, IllegalTransition, CliError, ValueError) as exc:
+    except (CampaignNotFound, LeadNotFound, PolicyError, IllegalTransition, CliError, ValueError) as exc:
         fail(str(exc))
 
 
