@@ -96,3 +96,15 @@ def test_final_closes_the_lead_whatever_attempts_are_left(session: Session) -> N
     assert lead.status == LeadStatus.INVALID
     assert lead.attempts == 1
     assert attempt.charged is True
+
+
+def test_a_per_outcome_max_exhausts_the_lead_before_max_attempts(session: Session) -> None:
+    campaign = make_campaign(session, max_attempts=10, retry_policy={"busy": {"max": 2, "delay": "1m"}})
+    (lead,) = add_leads(session, campaign)
+    (agent,) = agents_of(campaign)
+    for expected in (LeadStatus.PENDING, LeadStatus.EXHAUSTED):
+        lead.status = LeadStatus.IN_CALL
+        attempt = make_attempt(session, campaign=campaign, lead=lead, agent=agent)
+        settle_attempt(session=session, attempt=attempt, status=AttemptStatus.BUSY, now=NOW, wrapup_seconds=0)
+        assert lead.status == expected
+    assert lead.attempts == 2
