@@ -6,15 +6,35 @@ Classification is DESIGN.md invariant 2: only a request that provably never reac
 
 from __future__ import annotations
 
+import datetime as dt
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 from pydantic import SecretStr
 
+from dialer.acefone_auth import AuthFailed, AuthUnavailable, StaticToken, TokenProvider
+
 CLICK_TO_CALL_PATH = "/v1/click_to_call"
+CALL_RECORDS_PATH = "/v1/call/records"
+
+
+class RecordsUnavailable(Exception):
+    """/v1/call/records could not answer now (rate limit, outage); `retry_after` when it said."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True)
+class CallRecords:
+    results: list[dict[str, Any]]
+    count: int
 
 
 class ResultKind(enum.StrEnum):
@@ -90,8 +110,6 @@ def _retry_after(value: str | None) -> float | None:
     except ValueError:
         pass
     try:
-        import datetime as dt
-
         when = parsedate_to_datetime(value)
         return max(0.0, (when - dt.datetime.now(dt.UTC)).total_seconds())
     except (TypeError, ValueError):
@@ -117,12 +135,12 @@ class AcefoneClient:
         self,
         *,
         base_url: str,
-        token: SecretStr,
+        token: SecretStr | None = None,
+        tokens: Callable[[httpx.Client], TokenProvider] | None = None,
         connect_timeout: float = 3.0,
         read_timeout: float = 10.0,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
-        self._token = token
         self._http = httpx.Client(
             base_url=base_url.rstrip("/"),
             timeout=httpx.Timeout(read_timeout, connect=connect_timeout),
@@ -130,6 +148,8 @@ class AcefoneClient:
             headers={"accept": "application/json"},
             transport=transport,
         )
+        # `tokens` builds a login/refresh provider over this client's pool; else the static token.
+        self._tokens: TokenProvider = tokens(self._http) if tokens else StaticToken(token or SecretStr(""))
 
     def close(self) -> None:
         """Close the pooled connections."""
@@ -137,16 +157,57 @@ class AcefoneClient:
 
     def click_to_call(self, request: DialRequest) -> DialResult:
         """POST /v1/click_to_call and classify what happened."""
-        headers = {"Authorization": f"Bearer {self._token.get_secret_value()}"}
+        for renewals_left in (1, 0):
+            try:
+                token = self._tokens.token()
+            except AuthFailed as exc:
+                return DialResult(ResultKind.FAILED, 401, str(exc), FailureReason.UNAUTHORIZED)
+            except AuthUnavailable as exc:
+                return DialResult(ResultKind.RETRY, message=str(exc), reason=FailureReason.CONNECT)
+            try:
+                response = self._http.post(
+                    CLICK_TO_CALL_PATH, json=request.body(), headers={"Authorization": f"Bearer {token}"}
+                )
+            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+                # Nothing left this process: the call cannot have been placed.
+                return DialResult(ResultKind.RETRY, message=type(exc).__name__, reason=FailureReason.CONNECT)
+            except httpx.TransportError as exc:
+                # Read/write timeouts, dropped connections: the request may have been acted on.
+                return DialResult(ResultKind.AMBIGUOUS, message=f"{type(exc).__name__} after sending")
+            if response.status_code == 401 and renewals_left and not isinstance(self._tokens, StaticToken):
+                # A short-lived token can expire between cache and call: renew once, never loop.
+                self._tokens.invalidate(token)
+                continue
+            return classify_response(response)
+        raise AssertionError("unreachable")
+
+    def call_records(
+        self, *, start: dt.datetime, end: dt.datetime, account_tz: str, page: int = 1, limit: int = 100
+    ) -> CallRecords:
+        """GET /v1/call/records for a time range (account zone); raise RecordsUnavailable when refused."""
+        zone = ZoneInfo(account_tz)
+        params: dict[str, str | int] = {
+            "from_date": start.astimezone(zone).strftime("%Y-%m-%d %H:%M:%S"),
+            "to_date": end.astimezone(zone).strftime("%Y-%m-%d %H:%M:%S"),
+            "page": page,
+            "limit": limit,
+        }
         try:
-            response = self._http.post(CLICK_TO_CALL_PATH, json=request.body(), headers=headers)
-        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
-            # Nothing left this process: the call cannot have been placed.
-            return DialResult(ResultKind.RETRY, message=type(exc).__name__, reason=FailureReason.CONNECT)
-        except httpx.TransportError as exc:
-            # Read/write timeouts, dropped connections: the request may have been acted on.
-            return DialResult(ResultKind.AMBIGUOUS, message=f"{type(exc).__name__} after sending")
-        return classify_response(response)
+            token = self._tokens.token()
+            response = self._http.get(CALL_RECORDS_PATH, params=params, headers={"Authorization": f"Bearer {token}"})
+        except (httpx.TransportError, AuthFailed, AuthUnavailable) as exc:
+            raise RecordsUnavailable(type(exc).__name__) from None
+        if response.status_code != 200:
+            raise RecordsUnavailable(f"HTTP {response.status_code}", _retry_after(response.headers.get("retry-after")))
+        data = _json(response)
+        results = data.get("results")
+        if not isinstance(results, list):
+            raise RecordsUnavailable("unreadable call records")
+        count = data.get("count")
+        return CallRecords(
+            results=[r for r in results if isinstance(r, dict)],
+            count=int(count) if isinstance(count, int | str) and str(count).isdigit() else len(results),
+        )
 
 
 def classify_response(response: httpx.Response) -> DialResult:

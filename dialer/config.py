@@ -22,11 +22,16 @@ class Settings(BaseSettings):
     # Acefone.
     acefone_base_url: str = "https://api-account-uk.acefone.com"
     acefone_token: SecretStr = SecretStr("")
+    # Optional login flow (short-lived tokens, refreshed before expiry, shared through Redis).
+    acefone_login_id: str | None = None
+    acefone_password: SecretStr = SecretStr("")
     acefone_connect_timeout: float = 3.0
     acefone_read_timeout: float = 10.0
 
     # Our own HTTP surface.
     webhook_token: SecretStr = SecretStr("")
+    # The customer templates webhook bodies: {"our_name": "their_key"}, e.g. {"custom_identifier": "cid"}.
+    webhook_field_map: dict[str, str] = Field(default_factory=dict)
     api_token: SecretStr = SecretStr("")
     public_url: str = "http://127.0.0.1:8000"
 

@@ -91,6 +91,14 @@ def parse_body(*, method: str, content_type: str | None, body: bytes, query: dic
     return {str(k): _clean(v) for k, v in fields.items()}
 
 
+def apply_field_map(fields: dict[str, Any], mapping: dict[str, str]) -> dict[str, Any]:
+    """Rename the customer's template keys to Acefone's variable names ({"our_name": "their_key"})."""
+    if not mapping:
+        return fields
+    theirs = {their: ours for ours, their in mapping.items()}
+    return {theirs.get(key, key): value for key, value in fields.items()}
+
+
 def dedupe_key(fields: dict[str, Any]) -> str:
     """Hash the parsed fields: byte-identical copies (and JSON/form twins) share one key."""
     canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"), default=str)
@@ -293,3 +301,24 @@ def pending_events(*, session: Session, older_than: dt.datetime, limit: int = 50
             .limit(limit)
         )
     )
+
+
+def list_events(*, session: Session, status: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+    """Return stored events, newest first (orphans with the reason they could not be matched)."""
+    stmt = select(WebhookEvent).order_by(WebhookEvent.id.desc()).limit(limit)
+    if status:
+        stmt = stmt.where(WebhookEvent.status == status)
+    return [
+        {
+            "id": e.id,
+            "received_at": e.received_at.isoformat(),
+            "status": e.status,
+            "kind": e.kind,
+            "custom_identifier": e.custom_identifier,
+            "attempt_id": e.attempt_id,
+            "copies": e.copies,
+            "orphan_reason": e.orphan_reason,
+            "fields": e.fields,
+        }
+        for e in session.scalars(stmt)
+    ]

@@ -118,3 +118,18 @@ def test_api_round_trip_create_upload_start_report(client: TestClient) -> None:
 def test_healthz_and_metrics(client: TestClient) -> None:
     assert client.get("/healthz").json() == {"ok": True}
     assert "dialer_webhooks_total" in client.get("/metrics").text
+
+
+def test_get_webhook_with_a_templated_key_is_mapped_and_listed_as_orphan(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DIALER_WEBHOOK_FIELD_MAP", '{"custom_identifier": "cid"}')
+    get_settings.cache_clear()
+    r = client.get(f"/webhooks/acefone?token={WEBHOOK_TOKEN}&cid=c7-l7-a1&call_status=answered&billsec=3")
+    assert r.status_code == 200 and r.json()["status"] == "orphan"
+    [event] = _events()
+    assert event.fields == {"custom_identifier": "c7-l7-a1", "call_status": "answered", "billsec": "3"}
+    auth = {"Authorization": f"Bearer {API_TOKEN}"}
+    orphans = client.get("/api/events?orphans=true", headers=auth).json()
+    assert [(o["custom_identifier"], o["orphan_reason"]) for o in orphans] == [("c7-l7-a1", "no attempt c7-l7-a1")]
+    assert client.get("/api/events").status_code == 401

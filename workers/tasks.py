@@ -5,16 +5,19 @@ from __future__ import annotations
 import datetime as dt
 from functools import cache
 
+import httpx
+import redis
 from celery import Task
 
 from dialer.acefone import AcefoneClient
+from dialer.acefone_auth import LoginToken
 from dialer.config import get_settings
 from dialer.db import new_session, session_scope
 from dialer.dialing import place_call as dial
 from dialer.embedded import resolve_urls
 from dialer.limiter import RedisRateLimiter
 from dialer.pacing import pace_campaigns as pace
-from dialer.reconciler import reconcile_attempts
+from dialer.reconciler import reconcile as reconcile_calls
 from dialer.webhooks import pending_events, process_event
 from workers.app import app
 
@@ -29,9 +32,18 @@ def _now() -> dt.datetime:
 @cache
 def _client() -> AcefoneClient:
     s = get_settings()
+    tokens = None
+    if s.acefone_login_id:
+        login_id, password = s.acefone_login_id, s.acefone_password
+        cache_ = redis.Redis.from_url(resolve_urls().redis_url)
+
+        def tokens(http: httpx.Client) -> LoginToken:
+            return LoginToken(post=http.post, login_id=login_id, password=password, cache=cache_, prefix=s.redis_prefix)
+
     return AcefoneClient(
         base_url=s.acefone_base_url,
         token=s.acefone_token,
+        tokens=tokens,
         connect_timeout=s.acefone_connect_timeout,
         read_timeout=s.acefone_read_timeout,
     )
@@ -73,10 +85,15 @@ def reconcile() -> dict[str, int]:
     """Settle overdue calls, re-publish stranded dials, process events a crash left pending."""
     s = get_settings()
     now = _now()
+    result = reconcile_calls(
+        sessions=new_session,
+        source=_client(),
+        now=now,
+        grace_seconds=s.reconcile_grace,
+        wrapup_seconds=s.agent_wrapup_seconds,
+        account_tz=s.account_timezone,
+    )
     with session_scope() as session:
-        result = reconcile_attempts(
-            session=session, now=now, grace_seconds=s.reconcile_grace, wrapup_seconds=s.agent_wrapup_seconds
-        )
         events = pending_events(session=session, older_than=now - dt.timedelta(seconds=10))
     for attempt_id in result.republish:
         place_call.delay(attempt_id)
@@ -89,4 +106,10 @@ def reconcile() -> dict[str, int]:
                 wrapup_seconds=s.agent_wrapup_seconds,
                 account_tz=s.account_timezone,
             )
-    return {"lost": len(result.lost), "republished": len(result.republish), "events": len(events)}
+    return {
+        "settled_from_cdr": len(result.settled_from_cdr),
+        "lost": len(result.lost),
+        "waiting_for_cdr": len(result.waiting),
+        "republished": len(result.republish),
+        "events": len(events),
+    }

@@ -144,3 +144,32 @@ def _or_404(fn: Any) -> Any:
         raise HTTPException(status_code=404, detail=str(exc)) from None
     except IllegalTransition as exc:
         raise HTTPException(status_code=409, detail=str(exc)) from None
+
+
+@router.get("/api/events")
+def get_events(db: DbSession, orphans: bool = False, limit: int = 100) -> list[dict[str, Any]]:
+    """Stored webhook events, newest first; `orphans=true` for those no call matched."""
+    from dialer.webhooks import list_events
+
+    return list_events(session=db, status="orphan" if orphans else None, limit=max(1, min(limit, 1000)))
+
+
+@router.post("/api/leads/{lead_id}/callback")
+def post_callback(lead_id: int, at: str, db: DbSession) -> dict[str, Any]:
+    """Schedule a callback for a pending lead (`at`: ISO time; naive = the campaign's zone)."""
+    from dialer.leads import LeadNotFound, schedule_callback
+    from dialer.models import Campaign, Lead
+    from dialer.policy import parse_time
+
+    lead = db.get(Lead, lead_id)
+    if lead is None:
+        raise HTTPException(status_code=404, detail=f"lead {lead_id} does not exist")
+    campaign = db.get(Campaign, lead.campaign_id)
+    try:
+        when = parse_time(at, campaign.timezone if campaign else "UTC", "at")
+        lead = schedule_callback(session=db, lead_id=lead_id, at=when, now=_utcnow())
+    except LeadNotFound as exc:
+        raise HTTPException(status_code=404, detail=str(exc)) from None
+    except (ValueError, PolicyError) as exc:
+        raise HTTPException(status_code=422, detail=str(exc)) from None
+    return {"lead_id": lead.id, "callback_at": lead.callback_at.isoformat() if lead.callback_at else None}

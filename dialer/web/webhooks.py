@@ -14,7 +14,7 @@ from starlette.concurrency import run_in_threadpool
 from dialer.config import Settings, get_settings
 from dialer.db import new_session, session_scope
 from dialer.web.deps import token_ok
-from dialer.webhooks import WebhookParseError, parse_body, process_event, store_event
+from dialer.webhooks import WebhookParseError, apply_field_map, parse_body, process_event, store_event
 
 log = structlog.get_logger("dialer.web")
 
@@ -37,11 +37,14 @@ async def acefone_webhook(request: Request) -> Response:
         return JSONResponse({"ok": False, "error": "missing or wrong webhook token"}, status_code=401)
     body = await request.body()
     try:
-        fields = parse_body(
-            method=request.method,
-            content_type=request.headers.get("content-type"),
-            body=body,
-            query=dict(request.query_params),
+        fields = apply_field_map(
+            parse_body(
+                method=request.method,
+                content_type=request.headers.get("content-type"),
+                body=body,
+                query=dict(request.query_params),
+            ),
+            settings.webhook_field_map,
         )
     except WebhookParseError as exc:
         WEBHOOKS.labels("unparseable").inc()
