@@ -198,8 +198,10 @@ def place_call(
         return DialOutcome("skipped")
     if not limiter.acquire(campaign_id=campaign_id, campaign_cps=cps, timeout=LIMITER_TIMEOUT):
         return DialOutcome("queued", retry_in=1.0)
+    token_at = clock()
     with sessions() as session, session.begin():
-        claimed = claim_attempt(session=session, attempt_id=attempt_id, now=clock())
+        # dialed_at is the moment the global token was taken: the rate the limiter promises.
+        claimed = claim_attempt(session=session, attempt_id=attempt_id, now=token_at)
     if not claimed:
         # Paused, cancelled or listed while we waited for the token: let the gates drop the
         # attempt now (uncharged, agent freed) rather than leave it for the reconciler.
