@@ -41,11 +41,12 @@ class StoredEvent:
 
 def _clean(value: Any) -> Any:
     # Acefone sends an unset `$variable` literally: "$campaign_name" means "no value".
+    # NUL cannot be stored in PostgreSQL text or JSONB: it is dropped.
     if isinstance(value, str):
-        v = value.strip()
+        v = value.replace("\x00", "").strip()
         return None if v.startswith("$") or v == "" else v
     if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items()}
+        return {str(k).replace("\x00", ""): _clean(v) for k, v in value.items()}
     if isinstance(value, list):
         return [_clean(v) for v in value]
     return value
@@ -68,9 +69,11 @@ def parse_body(*, method: str, content_type: str | None, body: bytes, query: dic
             raise WebhookParseError(f"body is not UTF-8 (byte {exc.start})") from None
         if ctype.endswith("json") or (not ctype.endswith("form-urlencoded") and text.lstrip().startswith("{")):
             try:
-                data = json.loads(text)
+                data = json.loads(text, parse_constant=_reject_constant)
             except json.JSONDecodeError as exc:
                 raise WebhookParseError(f"body is not valid JSON: {exc.msg} at line {exc.lineno}") from None
+            except RecursionError:
+                raise WebhookParseError("body is not valid JSON: nested too deeply") from None
             if not isinstance(data, dict):
                 raise WebhookParseError("JSON body must be an object of fields")
             fields = data
@@ -85,10 +88,15 @@ def parse_body(*, method: str, content_type: str | None, body: bytes, query: dic
         value = fields.get(key)
         if isinstance(value, str) and value.strip()[:1] in ("{", "["):
             try:
-                fields[key] = json.loads(value)
-            except json.JSONDecodeError:
+                fields[key] = json.loads(value, parse_constant=_reject_constant)
+            except (json.JSONDecodeError, RecursionError):
                 pass
-    return {str(k): _clean(v) for k, v in fields.items()}
+    return {str(k).replace("\x00", ""): _clean(v) for k, v in fields.items()}
+
+
+def _reject_constant(name: str) -> Any:
+    # NaN and Infinity are not JSON and PostgreSQL's JSONB refuses them.
+    raise json.JSONDecodeError(f"{name} is not a JSON value", name, 0)
 
 
 def apply_field_map(fields: dict[str, Any], mapping: dict[str, str]) -> dict[str, Any]:
@@ -122,13 +130,39 @@ def store_event(
         .values(
             dedupe_key=key,
             method=method.upper(),
-            content_type=content_type,
+            content_type=(content_type or "")[:200] or None,
             headers=safe_headers,
-            body=body.decode("utf-8", errors="replace"),
+            body=body.decode("utf-8", errors="replace").replace("\x00", "\\x00"),
             fields=fields,
             kind=event_kind(fields),
             custom_identifier=_text(fields.get("custom_identifier"), 64),
             status="pending",
+            copies=1,
+        )
+        .on_conflict_do_update(index_elements=["dedupe_key"], set_={"copies": WebhookEvent.copies + 1})
+        .returning(WebhookEvent.id, WebhookEvent.copies)
+    )
+    row = session.execute(stmt).one()
+    return StoredEvent(id=int(row[0]), is_new=int(row[1]) == 1)
+
+
+def store_unparseable(
+    *, session: Session, method: str, content_type: str | None, headers: dict[str, str], body: bytes, error: str
+) -> StoredEvent:
+    """Keep an authenticated body we cannot read (answered 400): evidence, never a state change."""
+    key = hashlib.sha256(b"unparseable:" + body).hexdigest()
+    safe_headers = {k: v for k, v in headers.items() if k.lower() not in SECRET_HEADERS}
+    stmt = (
+        insert(WebhookEvent)
+        .values(
+            dedupe_key=key,
+            method=method.upper(),
+            content_type=(content_type or "")[:200] or None,
+            headers=safe_headers,
+            body=body[:MAX_BODY_BYTES].decode("utf-8", errors="replace").replace("\x00", "\\x00"),
+            fields={},
+            status="unparseable",
+            orphan_reason=error[:500],
             copies=1,
         )
         .on_conflict_do_update(index_elements=["dedupe_key"], set_={"copies": WebhookEvent.copies + 1})
@@ -199,11 +233,11 @@ def parse_stamp(value: Any, account_tz: str) -> dt.datetime | None:
     if value is None:
         return None
     text = str(value).strip()
-    if text.isdigit():
-        return dt.datetime.fromtimestamp(int(text), dt.UTC)
     try:
+        if text.isdigit():
+            return dt.datetime.fromtimestamp(int(text), dt.UTC)
         stamp = dt.datetime.fromisoformat(text)
-    except ValueError:
+    except (ValueError, OverflowError, OSError):
         return None
     if stamp.tzinfo is None:
         stamp = stamp.replace(tzinfo=ZoneInfo(account_tz))

@@ -146,6 +146,12 @@ def test_campaign_runs_to_completion_and_matches_the_simulator(fleet: tuple[Flee
                 assert lead.status.value == "exhausted", (lead.id, outcomes)
                 assert charged == 2
             assert lead.attempts == charged
+    procs.stop()
+    # Secrets never reach a log, and no log line carries a whole phone number.
+    logs = "".join(p.read_text(errors="replace") for p in procs.log_dir.glob("*.log"))
+    for name in ("DIALER_ACEFONE_TOKEN", "DIALER_WEBHOOK_TOKEN", "DIALER_API_TOKEN"):
+        assert env[name] not in logs, f"{name} leaked into a log"
+    assert "+4477009000" not in logs
 
 
 def test_a_redelivered_dial_task_places_one_call(fleet: tuple[Fleet, dict[str, str]]) -> None:

@@ -57,7 +57,9 @@ def test_unparseable_body_gets_400_with_the_reason(client: TestClient) -> None:
     )
     assert r.status_code == 400
     assert "not valid JSON" in r.json()["error"]
-    assert _events() == []
+    # Kept as evidence, never processed.
+    [event] = _events()
+    assert (event.status, event.body, event.attempt_id) == ("unparseable", "{not json", None)
 
 
 def test_unknown_call_is_stored_as_orphan_and_answered_200(client: TestClient) -> None:

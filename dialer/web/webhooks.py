@@ -14,7 +14,14 @@ from starlette.concurrency import run_in_threadpool
 from dialer.config import Settings, get_settings
 from dialer.db import new_session, session_scope
 from dialer.web.deps import token_ok
-from dialer.webhooks import WebhookParseError, apply_field_map, parse_body, process_event, store_event
+from dialer.webhooks import (
+    WebhookParseError,
+    apply_field_map,
+    parse_body,
+    process_event,
+    store_event,
+    store_unparseable,
+)
 
 log = structlog.get_logger("dialer.web")
 
@@ -49,9 +56,22 @@ async def acefone_webhook(request: Request) -> Response:
     except WebhookParseError as exc:
         WEBHOOKS.labels("unparseable").inc()
         log.warning("webhook_unparseable", error=str(exc), body_bytes=len(body))
+        await run_in_threadpool(_keep_unparseable, request, body, str(exc))
         return JSONResponse({"ok": False, "error": str(exc)}, status_code=400)
     # Database work is blocking: keep it off the event loop.
     return await run_in_threadpool(handle_webhook, request, body, fields, settings)
+
+
+def _keep_unparseable(request: Request, body: bytes, error: str) -> None:
+    with session_scope() as session:
+        store_unparseable(
+            session=session,
+            method=request.method,
+            content_type=request.headers.get("content-type"),
+            headers=dict(request.headers),
+            body=body,
+            error=error,
+        )
 
 
 def handle_webhook(request: Request, body: bytes, fields: dict[str, Any], settings: Settings) -> Response:
