@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -32,6 +33,9 @@ class Settings(BaseSettings):
     webhook_token: SecretStr = SecretStr("")
     # The customer templates webhook bodies: {"our_name": "their_key"}, e.g. {"custom_identifier": "cid"}.
     webhook_field_map: dict[str, str] = Field(default_factory=dict)
+    # inline: the web request stores and processes (lowest agent-release latency);
+    # deferred: it only stores, and the beat's event tick processes (fastest answer under storms).
+    webhook_processing: Literal["inline", "deferred"] = "inline"
     api_token: SecretStr = SecretStr("")
     public_url: str = "http://127.0.0.1:8000"
 

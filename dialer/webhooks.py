@@ -15,7 +15,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import or_, select
+from sqlalchemy import or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -271,44 +271,66 @@ def correlate(*, session: Session, fields: dict[str, Any]) -> tuple[CallAttempt 
 
 
 def process_event(*, session: Session, event_id: int, now: dt.datetime, wrapup_seconds: int, account_tz: str) -> str:
-    """Apply one stored event to its attempt; return the event's new status (processed or orphan)."""
+    """Apply one stored, still pending event to its attempt; return its new status (processed or orphan)."""
     event = session.get(WebhookEvent, event_id, with_for_update=True)
     if event is None or event.status != "pending":
         return event.status if event else "missing"
-    fields = event.fields
+    return apply_event(
+        session=session,
+        event_id=event_id,
+        fields=event.fields,
+        now=now,
+        wrapup_seconds=wrapup_seconds,
+        account_tz=account_tz,
+    )
+
+
+def apply_event(
+    *,
+    session: Session,
+    event_id: int,
+    fields: dict[str, Any],
+    now: dt.datetime,
+    wrapup_seconds: int,
+    account_tz: str,
+) -> str:
+    """Correlate an event's fields, move its attempt forward only, and record the event's status."""
     attempt, why = correlate(session=session, fields=fields)
+    status, reason = "processed", None
     if attempt is None:
-        event.status, event.orphan_reason = "orphan", why
-        return event.status
-    event.attempt_id = attempt.id
-    _learn_ids(attempt, fields)
-    kind = event.kind or event_kind(fields)
-    if kind == "agent_answered":
-        _advance(attempt, AttemptStatus.AGENT_ANSWERED)
-    elif kind == "customer_answered":
-        _advance(attempt, AttemptStatus.CUSTOMER_ANSWERED)
-    elif kind == "customer_missed":
-        attempt.hangup_cause = attempt.hangup_cause or _text(fields.get("hangup_cause_key"), 64)
-    elif kind == "hangup":
-        if attempt.status not in ATTEMPT_FINAL:
-            attempt.billsec = _int(fields.get("billsec"))
-            attempt.duration = _int(fields.get("duration"))
-            attempt.hangup_cause = _text(fields.get("hangup_cause_key") or fields.get("hangup_cause"), 64)
-            attempt.recording_url = _text(fields.get("recording_url"), 2000)
-            ended = parse_stamp(fields.get("end_stamp"), account_tz)
-            settle_attempt(
-                session=session,
-                attempt=attempt,
-                status=hangup_outcome(fields),
-                now=now,
-                wrapup_seconds=wrapup_seconds,
-            )
-            attempt.ended_at = ended or now
+        status, reason = "orphan", why
     else:
-        event.status, event.orphan_reason = "orphan", f"unrecognised event (call_status {fields.get('call_status')!r})"
-        return event.status
-    event.status = "processed"
-    return event.status
+        kind = event_kind(fields)
+        _learn_ids(attempt, fields)
+        if kind == "agent_answered":
+            _advance(attempt, AttemptStatus.AGENT_ANSWERED)
+        elif kind == "customer_answered":
+            _advance(attempt, AttemptStatus.CUSTOMER_ANSWERED)
+        elif kind == "customer_missed":
+            attempt.hangup_cause = attempt.hangup_cause or _text(fields.get("hangup_cause_key"), 64)
+        elif kind == "hangup":
+            _settle_from_hangup(session, attempt, fields, now, wrapup_seconds, account_tz)
+        else:
+            status, reason = "orphan", f"unrecognised event (call_status {str(fields.get('call_status'))[:40]!r})"
+    session.execute(
+        update(WebhookEvent)
+        .where(WebhookEvent.id == event_id)
+        .values(status=status, orphan_reason=reason, attempt_id=attempt.id if attempt is not None else None)
+    )
+    return status
+
+
+def _settle_from_hangup(
+    session: Session, attempt: CallAttempt, fields: dict[str, Any], now: dt.datetime, wrapup: int, account_tz: str
+) -> None:
+    if attempt.status in ATTEMPT_FINAL:
+        return  # a copy or a late twin: the call is already settled
+    attempt.billsec = _int(fields.get("billsec"))
+    attempt.duration = _int(fields.get("duration"))
+    attempt.hangup_cause = _text(fields.get("hangup_cause_key") or fields.get("hangup_cause"), 64)
+    attempt.recording_url = _text(fields.get("recording_url"), 2000)
+    settle_attempt(session=session, attempt=attempt, status=hangup_outcome(fields), now=now, wrapup_seconds=wrapup)
+    attempt.ended_at = parse_stamp(fields.get("end_stamp"), account_tz) or now
 
 
 def _advance(attempt: CallAttempt, target: AttemptStatus) -> None:

@@ -25,6 +25,11 @@ def create_app() -> Celery:
     app.conf.beat_schedule = {
         "pace-campaigns": {"task": "dialer.pace_campaigns", "schedule": settings.pacer_interval},
         "reconcile": {"task": "dialer.reconcile", "schedule": settings.reconcile_interval},
+        # Deferred mode processes every stored event here; inline mode only what a crash left behind.
+        "process-events": {
+            "task": "dialer.process_events",
+            "schedule": settings.pacer_interval if settings.webhook_processing == "deferred" else 10.0,
+        },
     }
     app.conf.beat_schedule_filename = str(settings.var_dir / "celerybeat-schedule")
     app.conf.imports = ("workers.tasks",)

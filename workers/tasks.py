@@ -80,9 +80,27 @@ def pace_campaigns(campaign_ids: list[int] | None = None) -> int:
     return len(result.attempt_ids)
 
 
+@app.task(name="dialer.process_events")
+def process_events() -> int:
+    """Process stored events still pending (deferred mode, or a web process that died mid-request)."""
+    s = get_settings()
+    with session_scope() as session:
+        ids = pending_events(session=session, older_than=_now(), limit=2000)
+    for event_id in ids:
+        with session_scope() as session:
+            process_event(
+                session=session,
+                event_id=event_id,
+                now=_now(),
+                wrapup_seconds=s.agent_wrapup_seconds,
+                account_tz=s.account_timezone,
+            )
+    return len(ids)
+
+
 @app.task(name="dialer.reconcile")
 def reconcile() -> dict[str, int]:
-    """Settle overdue calls, re-publish stranded dials, process events a crash left pending."""
+    """Settle overdue calls from the CDR (or as lost) and re-publish stranded dials."""
     s = get_settings()
     now = _now()
     result = reconcile_calls(
@@ -93,23 +111,11 @@ def reconcile() -> dict[str, int]:
         wrapup_seconds=s.agent_wrapup_seconds,
         account_tz=s.account_timezone,
     )
-    with session_scope() as session:
-        events = pending_events(session=session, older_than=now - dt.timedelta(seconds=10))
     for attempt_id in result.republish:
         place_call.delay(attempt_id)
-    for event_id in events:
-        with session_scope() as session:
-            process_event(
-                session=session,
-                event_id=event_id,
-                now=_now(),
-                wrapup_seconds=s.agent_wrapup_seconds,
-                account_tz=s.account_timezone,
-            )
     return {
         "settled_from_cdr": len(result.settled_from_cdr),
         "lost": len(result.lost),
         "waiting_for_cdr": len(result.waiting),
         "republished": len(result.republish),
-        "events": len(events),
     }

@@ -16,9 +16,9 @@ from dialer.db import new_session, session_scope
 from dialer.web.deps import token_ok
 from dialer.webhooks import (
     WebhookParseError,
+    apply_event,
     apply_field_map,
     parse_body,
-    process_event,
     store_event,
     store_unparseable,
 )
@@ -75,34 +75,40 @@ def _keep_unparseable(request: Request, body: bytes, error: str) -> None:
 
 
 def handle_webhook(request: Request, body: bytes, fields: dict[str, Any], settings: Settings) -> Response:
-    """Store the event (committed), then process it in its own transaction."""
-    with session_scope() as session:
-        stored = store_event(
-            session=session,
-            method=request.method,
-            content_type=request.headers.get("content-type"),
-            headers=dict(request.headers),
-            body=body,
-            fields=fields,
-        )
-    if not stored.is_new:
-        WEBHOOKS.labels("duplicate").inc()
-        return JSONResponse({"ok": True, "event_id": stored.id, "duplicate": True})
+    """Store the event and process it in one transaction; a processing failure still keeps the event.
+
+    The savepoint makes "store first" hold with a single commit: if processing fails, only the
+    processing is rolled back, the stored event commits as pending and the reconciler retries it.
+    """
     session = new_session()
     try:
         with session.begin():
-            status = process_event(
+            stored = store_event(
                 session=session,
-                event_id=stored.id,
-                now=_utcnow(),
-                wrapup_seconds=settings.agent_wrapup_seconds,
-                account_tz=settings.account_timezone,
+                method=request.method,
+                content_type=request.headers.get("content-type"),
+                headers=dict(request.headers),
+                body=body,
+                fields=fields,
             )
-    except Exception:
-        # Stored already: the reconciler processes it again. Acefone still gets its 2xx.
-        log.exception("webhook_processing_failed", event_id=stored.id)
-        status = "pending"
+            status = "duplicate" if not stored.is_new else "pending"
+            if stored.is_new and settings.webhook_processing == "inline":
+                try:
+                    with session.begin_nested():
+                        status = apply_event(
+                            session=session,
+                            event_id=stored.id,
+                            fields=fields,
+                            now=_utcnow(),
+                            wrapup_seconds=settings.agent_wrapup_seconds,
+                            account_tz=settings.account_timezone,
+                        )
+                except Exception:
+                    log.exception("webhook_processing_failed", event_id=stored.id)
+                    status = "pending"
     finally:
         session.close()
     WEBHOOKS.labels(status).inc()
+    if status == "duplicate":
+        return JSONResponse({"ok": True, "event_id": stored.id, "duplicate": True})
     return JSONResponse({"ok": True, "event_id": stored.id, "status": status})
