@@ -33,6 +33,9 @@ lint: $(STAMP) ## ruff, mypy and the import contract (dialer never imports Celer
 bench: $(STAMP) ## Import speed against psql \copy of the same file (same run)
 	$(BIN)/python bench/import_bench.py
 
+chaos: $(STAMP) ## The full chaos run: 5,000 leads, 50 agents, killed workers, restarted servers
+	$(BIN)/python tests/chaos.py --leads 5000 --agents 50
+
 services-stop: $(STAMP) ## Stop the embedded PostgreSQL and Redis of this checkout
 	$(BIN)/dialer services stop
 
@@ -40,4 +43,4 @@ clean: ## Remove the virtualenv and var/ (stops the embedded servers first)
 	-$(BIN)/dialer services stop
 	rm -rf $(VENV) var
 
-.PHONY: help install demo test lint bench services-stop clean
+.PHONY: help install demo test lint bench chaos services-stop clean

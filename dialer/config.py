@@ -44,6 +44,8 @@ class Settings(BaseSettings):
     pacer_interval: float = Field(default=1.0, gt=0)
     reconcile_interval: float = Field(default=30.0, gt=0)
     reconcile_grace: int = Field(default=120, ge=0)
+    # A queued dial not claimed after this long lost its message (broker restart): publish it again.
+    requeue_after: int = Field(default=90, ge=5)
     agent_wrapup_seconds: int = Field(default=5, ge=0)
     redis_prefix: str = "dialer"
 

@@ -43,6 +43,18 @@ class Fleet:
         self.procs.append((name, proc, log))
         return proc
 
+    def kill(self, proc: subprocess.Popen[bytes]) -> None:
+        """SIGKILL one child and its process group (chaos), and forget it."""
+        for entry in list(self.procs):
+            if entry[1] is proc:
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                proc.wait()
+                entry[2].close()
+                self.procs.remove(entry)
+
     def check(self) -> None:
         """Raise if a child died."""
         for name, proc, _ in self.procs:

@@ -21,9 +21,6 @@ from dialer.outcomes import settle_attempt
 from dialer.states import ATTEMPT_FINAL, ATTEMPT_LIVE, AttemptStatus
 from dialer.webhooks import hangup_outcome, parse_stamp
 
-# A queued attempt whose task has not claimed it within this long lost its message
-# (a crash between commit and publish, or a broker restart): publish it again.
-REQUEUE_AFTER = dt.timedelta(seconds=90)
 # Without a CDR answer, wait this many graces before calling a call lost.
 CDR_PATIENCE = 3
 MAX_CDR_PAGES = 10
@@ -78,11 +75,18 @@ def find_overdue(*, session: Session, now: dt.datetime, grace_seconds: int, limi
 def fetch_records(
     *, source: RecordsSource, overdue: list[Overdue], now: dt.datetime, account_tz: str
 ) -> dict[str, dict[str, Any]]:
-    """Read the CDR around the overdue calls; index each record by every id it carries."""
-    start = min(o.started for o in overdue) - dt.timedelta(minutes=5)
+    """Read the CDR around the overdue calls; index each record by every id it carries.
+
+    Raises RecordsUnavailable when the CDR cannot be read whole (refused, or more pages than one
+    run may fetch): a call missing from a partial read must not be declared lost.
+    """
+    start = min(o.started for o in overdue) - dt.timedelta(minutes=1)
+    end = min(now, max(o.deadline for o in overdue) + dt.timedelta(minutes=1))
     index: dict[str, dict[str, Any]] = {}
-    for page in range(1, MAX_CDR_PAGES + 1):
-        records = source.call_records(start=start, end=now, account_tz=account_tz, page=page, limit=CDR_PAGE_SIZE)
+    for page in range(1, MAX_CDR_PAGES + 2):
+        if page > MAX_CDR_PAGES:
+            raise RecordsUnavailable(f"more than {MAX_CDR_PAGES * CDR_PAGE_SIZE} records to read")
+        records = source.call_records(start=start, end=end, account_tz=account_tz, page=page, limit=CDR_PAGE_SIZE)
         for record in records.results:
             for key in ("custom_identifier", "ref_id", "call_id", "uuid"):
                 value = record.get(key)
@@ -126,12 +130,16 @@ def settle_lost(*, session: Session, attempt_id: int, now: dt.datetime, wrapup_s
     )
 
 
-def stale_queued(*, session: Session, now: dt.datetime) -> list[int]:
-    """Return queued attempts whose dial message seems lost (to publish again; the claim guards)."""
+def stale_queued(*, session: Session, now: dt.datetime, requeue_after: int = 90) -> list[int]:
+    """Return queued attempts whose dial message seems lost (a crash between commit and publish, a
+    broker restart): to publish again; the committed claim makes a duplicate message harmless."""
     return list(
         session.scalars(
             select(CallAttempt.id)
-            .where(CallAttempt.status == AttemptStatus.QUEUED, CallAttempt.created_at < now - REQUEUE_AFTER)
+            .where(
+                CallAttempt.status == AttemptStatus.QUEUED,
+                CallAttempt.created_at < now - dt.timedelta(seconds=requeue_after),
+            )
             .order_by(CallAttempt.id)
             .limit(1000)
         )
@@ -146,6 +154,7 @@ def reconcile(
     grace_seconds: int,
     wrapup_seconds: int,
     account_tz: str,
+    requeue_after: int = 90,
 ) -> ReconcileResult:
     """One reconciler run: overdue calls from the CDR (or lost), stranded dials republished."""
     result = ReconcileResult()
@@ -180,7 +189,7 @@ def reconcile(
             else:
                 result.waiting.append(item.attempt_id)
     with sessions() as session, session.begin():
-        result.republish = stale_queued(session=session, now=now)
+        result.republish = stale_queued(session=session, now=now, requeue_after=requeue_after)
     return result
 
 

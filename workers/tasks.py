@@ -110,6 +110,7 @@ def reconcile() -> dict[str, int]:
         grace_seconds=s.reconcile_grace,
         wrapup_seconds=s.agent_wrapup_seconds,
         account_tz=s.account_timezone,
+        requeue_after=s.requeue_after,
     )
     for attempt_id in result.republish:
         place_call.delay(attempt_id)
