@@ -92,46 +92,109 @@ def web(
 
 
 def simulate(
+    ctx: typer.Context,
+    scenario: Annotated[
+        Path | None, typer.Option(help="JSON or TOML file of simulator settings; flags given here win over it.")
+    ] = None,
     host: Annotated[str, typer.Option(help="Address to listen on (localhost by default).")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8090,
-    seed: Annotated[int, typer.Option(help="Random seed: same seed, same outcomes.")] = 1,
+    seed: Annotated[int, typer.Option(help="Random seed: same seed, same outcomes and quirks.")] = 1,
     speed: Annotated[float, typer.Option(help="Time scale: 0.05 plays a 60 s call in 3 s.")] = 1.0,
     answer_rate: Annotated[float, typer.Option(help="Share of customers who answer.")] = 0.5,
     busy_rate: Annotated[float, typer.Option(help="Share of busy customers.")] = 0.15,
     no_answer_rate: Annotated[float, typer.Option(help="Share of customers who do not answer.")] = 0.2,
     agent_miss_rate: Annotated[float, typer.Option(help="Share of calls the agent misses.")] = 0.05,
-    form_rate: Annotated[float, typer.Option(help="Share of webhooks sent as forms, not JSON.")] = 0.0,
+    talk_seconds: Annotated[str, typer.Option(help="Talk time range in seconds, LOW-HIGH.")] = "20-180",
+    ring_seconds: Annotated[str, typer.Option(help="Ring time range in seconds, LOW-HIGH.")] = "3-20",
     caller_ids: Annotated[str | None, typer.Option(help="Valid caller ids, comma separated (else any).")] = None,
     offline_agents: Annotated[str | None, typer.Option(help="Agents Acefone reports offline.")] = None,
+    get_rate: Annotated[float, typer.Option(help="Share of webhooks sent as GET with the fields in the URL.")] = 0.0,
+    form_rate: Annotated[float, typer.Option(help="Share of webhooks sent as forms, not JSON.")] = 0.0,
+    drop_rate: Annotated[float, typer.Option(help="Share of webhooks never sent.")] = 0.0,
+    duplicate_rate: Annotated[float, typer.Option(help="Share of webhooks sent more than once.")] = 0.0,
+    max_copies: Annotated[
+        int, typer.Option(help="Most copies of a duplicated webhook (2 to 11), identical byte for byte.")
+    ] = 3,
+    reorder_rate: Annotated[
+        float, typer.Option(help="Share of calls whose webhooks all arrive at hangup, shuffled.")
+    ] = 0.0,
+    unauthorized_rate: Annotated[float, typer.Option(help="Share of call requests refused with 401.")] = 0.0,
+    bad_request_rate: Annotated[float, typer.Option(help="Share of call requests refused with 400.")] = 0.0,
+    bad_request_message: Annotated[
+        list[str] | None, typer.Option(help="Message of those 400s; repeat the flag for a random pick.")
+    ] = None,
+    rate_limit_rate: Annotated[float, typer.Option(help="Share of call requests refused with 429.")] = 0.0,
+    retry_after_share: Annotated[float, typer.Option(help="Share of 429 answers that carry Retry-After.")] = 0.5,
+    retry_after_seconds: Annotated[int, typer.Option(help="Retry-After of the random 429s, in seconds.")] = 1,
+    server_error_after_place_rate: Annotated[
+        float, typer.Option(help="Share of call requests answered 500 although the call was placed.")
+    ] = 0.0,
+    slow_rate: Annotated[
+        float, typer.Option(help="Share of call requests answered only after --slow-seconds (call placed).")
+    ] = 0.0,
+    slow_seconds: Annotated[float, typer.Option(help="Delay of a slow answer; longer than the client waits.")] = 15.0,
+    max_requests_per_second: Annotated[
+        int, typer.Option(help="Call requests allowed in any one second, 429 beyond (0: no limit).")
+    ] = 0,
+    records_per_second: Annotated[
+        int, typer.Option(help="Call-record queries allowed in any one second, 429 beyond (0: no limit).")
+    ] = 2,
+    login_id: Annotated[
+        str | None, typer.Option(help="Login for /v1/auth/login (default DIALER_ACEFONE_LOGIN_ID; none: off).")
+    ] = None,
+    password: Annotated[
+        str | None, typer.Option(help="Password for that login (default DIALER_ACEFONE_PASSWORD).")
+    ] = None,
+    token_ttl: Annotated[int, typer.Option(help="Lifetime of a login token, in seconds.")] = 3600,
     record: Annotated[Path | None, typer.Option(help="Write the ground truth (JSON lines) here.")] = None,
 ) -> None:
-    """Serve a simulated Acefone: click_to_call, played calls, webhooks to DIALER_PUBLIC_URL."""
-    from dialer.simulator import SimulatorConfig, serve
+    """Serve a simulated Acefone: API, played calls, webhooks to DIALER_PUBLIC_URL, ground truth under /sim/."""
+    from pydantic import SecretStr
+
+    from dialer.simulator import ConfigError, build_config, load_scenario, parse_range, serve
 
     settings = get_settings()
-    token = settings.acefone_token.get_secret_value()
-    if not token:
+
+    def secret(name: str) -> str:
+        # Read only if the settings declare it, so the simulator does not depend on the client's settings.
+        value = getattr(settings, name, None) or ""
+        return str(value.get_secret_value() if isinstance(value, SecretStr) else value)
+
+    environment = {
+        "token": settings.acefone_token.get_secret_value(),
+        "webhook_url": settings.public_url.rstrip("/") + "/webhooks/acefone",
+        "webhook_token": settings.webhook_token.get_secret_value(),
+        "account_timezone": settings.account_timezone,
+        "login_id": secret("acefone_login_id"),
+        "password": secret("acefone_password"),
+    }
+    # Only flags the user typed override the scenario; the rest keep the file's (or default) values.
+    # By name: typer vendors its own click, whose ParameterSource is not click's.
+    typed = {
+        name: value
+        for name, value in ctx.params.items()
+        if name != "scenario" and getattr(ctx.get_parameter_source(name), "name", "DEFAULT") != "DEFAULT"
+    }
+    renames = {"record": "record_path", "bad_request_message": "bad_request_messages"}
+    flags: dict[str, object] = {}
+    try:
+        for name, value in typed.items():
+            if name == "caller_ids":
+                value = [v.strip() for v in value.split(",") if v.strip()] if value else None
+            elif name == "offline_agents":
+                value = [v.strip() for v in (value or "").split(",") if v.strip()]
+            elif name in ("talk_seconds", "ring_seconds"):
+                value = parse_range(value, name=name)
+            elif name == "record":
+                value = str(value) if value else None
+            flags[renames.get(name, name)] = value
+        file_values = load_scenario(scenario) if scenario else {}
+        config = build_config(environment, file_values, flags)
+    except ConfigError as exc:
+        fail(exc.flag_message())
+    if not config.token:
         fail("set DIALER_ACEFONE_TOKEN: the simulator accepts requests carrying that token only")
-    serve(
-        SimulatorConfig(
-            host=host,
-            port=port,
-            token=token,
-            webhook_url=settings.public_url.rstrip("/") + "/webhooks/acefone",
-            webhook_token=settings.webhook_token.get_secret_value(),
-            caller_ids=caller_ids.split(",") if caller_ids else None,
-            offline_agents=offline_agents.split(",") if offline_agents else [],
-            seed=seed,
-            speed=speed,
-            answer_rate=answer_rate,
-            busy_rate=busy_rate,
-            no_answer_rate=no_answer_rate,
-            agent_miss_rate=agent_miss_rate,
-            form_rate=form_rate,
-            record_path=str(record) if record else None,
-            account_timezone=settings.account_timezone,
-        )
-    )
+    serve(config)
 
 
 def demo(
