@@ -30,8 +30,11 @@ lint: $(STAMP) ## ruff, mypy and the import contract (dialer never imports Celer
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-bench: $(STAMP) ## Import speed against psql \copy of the same file (same run)
+bench: $(STAMP) ## Import vs psql \copy, report latency on 1M leads, webhook ingest, dispatch pacing
 	$(BIN)/python bench/import_bench.py
+	$(BIN)/python bench/report_bench.py
+	$(BIN)/python bench/webhook_bench.py
+	$(BIN)/python bench/dispatch_bench.py
 
 chaos: $(STAMP) ## The full chaos run: 5,000 leads, 50 agents, killed workers, restarted servers
 	$(BIN)/python tests/chaos.py --leads 5000 --agents 50

@@ -84,9 +84,16 @@ def main() -> int:
     )
     env.update(DIALER_MAX_CPS=str(args.cps), DIALER_AGENT_WRAPUP_SECONDS="0", DIALER_ACEFONE_READ_TIMEOUT="5")
     scenario = {
-        "seed": 5, "speed": 0.02, "answer_rate": 0.6, "busy_rate": 0.15, "no_answer_rate": 0.15,
-        "agent_miss_rate": 0.05, "slow_rate": 1.0, "slow_seconds": args.latency,
-        "talk_seconds": [60, 150], "ring_seconds": [3, 10],
+        "seed": 5,
+        "speed": 0.02,
+        "answer_rate": 0.6,
+        "busy_rate": 0.15,
+        "no_answer_rate": 0.15,
+        "agent_miss_rate": 0.05,
+        "slow_rate": 1.0,
+        "slow_seconds": args.latency,
+        "talk_seconds": [60, 150],
+        "ring_seconds": [3, 10],
     }
     (work / "scenario.json").write_text(json.dumps(scenario))
     fleet = Fleet(work, env)
@@ -98,15 +105,39 @@ def main() -> int:
         csv_path.write_text("phone\n" + "".join(f"+4420794{i:05d}\n" for i in range(leads)))
         agents = ",".join(f"+4416149{i:05d}" for i in range(args.agents))
         out = subprocess.run(
-            [sys.executable, "-m", "dialer", "campaign", "create", "--name", "bench", "--caller-id", "+441134960000",
-             "--agents", agents, "--window", "00:00-24:00", "--days", "mon-sun", "--max-attempts", "1",
-             "--call-timeout", "60", "--json"],
-            env=env, check=True, capture_output=True, text=True,
+            [
+                sys.executable,
+                "-m",
+                "dialer",
+                "campaign",
+                "create",
+                "--name",
+                "bench",
+                "--caller-id",
+                "+441134960000",
+                "--agents",
+                agents,
+                "--window",
+                "00:00-24:00",
+                "--days",
+                "mon-sun",
+                "--max-attempts",
+                "1",
+                "--call-timeout",
+                "60",
+                "--json",
+            ],
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
         )
         campaign_id = int(json.loads(out.stdout)["id"])
         subprocess.run(
             [sys.executable, "-m", "dialer", "campaign", "import", str(campaign_id), str(csv_path), "--json"],
-            env=env, check=True, capture_output=True,
+            env=env,
+            check=True,
+            capture_output=True,
         )
         fleet.start("simulator", "simulate", "--port", str(sim_port), "--scenario", str(work / "scenario.json"))
         fleet.start("web", "web", "--port", str(web_port))
@@ -123,20 +154,22 @@ def main() -> int:
         deadline = time.monotonic() + args.seconds * 4 + 60
         with engine.connect() as c:
             while time.monotonic() < deadline:
-                dialled = c.execute(
-                    sa.text("SELECT count(*) FROM call_attempts WHERE dialed_at IS NOT NULL")
-                ).scalar() or 0
+                dialled = (
+                    c.execute(sa.text("SELECT count(*) FROM call_attempts WHERE dialed_at IS NOT NULL")).scalar() or 0
+                )
                 if dialled >= leads:
                     break
                 time.sleep(1)
         cpu_dials = _cpu(workers) - cpu_before
         with engine.connect() as c:
             dialed = sorted(
-                r[0].timestamp() for r in c.execute(sa.text("SELECT dialed_at FROM call_attempts WHERE dialed_at IS NOT NULL"))
+                r[0].timestamp()
+                for r in c.execute(sa.text("SELECT dialed_at FROM call_attempts WHERE dialed_at IS NOT NULL"))
             )
             gaps = [
                 float(r[0])
-                for r in c.execute(sa.text("""
+                for r in c.execute(
+                    sa.text("""
                     SELECT extract(epoch FROM (nxt.dialed_at - e.received_at))
                     FROM webhook_events e
                     JOIN call_attempts a ON a.id = e.attempt_id
@@ -146,7 +179,8 @@ def main() -> int:
                         ORDER BY n.dialed_at LIMIT 1
                     ) nxt ON true
                     WHERE e.kind = 'hangup' AND e.status = 'processed'
-                """))
+                """)
+                )
             ]
         n_dials = len(dialed)
         # No-op baseline: the same workers, the same broker, a task that does nothing.
@@ -179,12 +213,18 @@ def main() -> int:
     achieved = len(steady) / max(1e-9, end - start)
     over = sum(1 for i in range(len(dialed) - args.cps) if dialed[i + args.cps] - dialed[i] < 1.0)
     per_dial = cpu_dials / max(1, n_dials)
-    table = Table(title=f"Dispatch: {args.cps} CPS, {args.agents} agents, {args.workers} workers, latency {args.latency * 1000:.0f} ms")
+    table = Table(
+        title=f"Dispatch: {args.cps} CPS, {args.agents} agents, {args.workers} workers, latency {args.latency * 1000:.0f} ms"
+    )
     for col in ("measure", "value", "target", "ok"):
         table.add_column(col)
     table.add_row("calls placed (simulator)", str(len(sim_calls)), "", "")
-    table.add_row("achieved CPS (steady part)", f"{achieved:.1f} ({achieved / args.cps:.0%})", ">= 97%",
-                  "yes" if achieved >= 0.97 * args.cps else "NO")
+    table.add_row(
+        "achieved CPS (steady part)",
+        f"{achieved:.1f} ({achieved / args.cps:.0%})",
+        ">= 97%",
+        "yes" if achieved >= 0.97 * args.cps else "NO",
+    )
     table.add_row(f"one-second windows above {args.cps}", str(over), "0", "yes" if over == 0 else "NO")
     if gaps:
         p50, p99 = statistics.median(gaps), _pct(gaps, 0.99)

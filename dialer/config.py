@@ -38,6 +38,8 @@ class Settings(BaseSettings):
     webhook_processing: Literal["inline", "deferred"] = "inline"
     api_token: SecretStr = SecretStr("")
     public_url: str = "http://127.0.0.1:8000"
+    # The largest lead file accepted, by the CLI and by the REST upload.
+    max_upload_bytes: int = Field(default=256 * 1024 * 1024, gt=0)
 
     # Dispatch.
     max_cps: float = Field(default=5.0, gt=0)

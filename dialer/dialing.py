@@ -8,17 +8,20 @@ and no transaction is held open across the HTTP call.
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
 import structlog
-from sqlalchemy import exists, select, update
+from sqlalchemy import exists, update
 from sqlalchemy.orm import Session
 
+from dialer import metrics
 from dialer.acefone import DialRequest, DialResult, FailureReason, ResultKind
 from dialer.campaigns import set_campaign_state
 from dialer.compliance import evaluate
+from dialer.logs import mask_phone
 from dialer.models import Agent, CallAttempt, Campaign, DncNumber, Lead
 from dialer.outcomes import return_lead, set_lead_status, settle_attempt
 from dialer.states import ATTEMPT_TRANSITIONS, AttemptStatus, CampaignState, LeadStatus, transition
@@ -51,7 +54,16 @@ def _utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-def check_gates(*, session: Session, attempt_id: int, now: dt.datetime) -> DialRequest | None:
+@dataclass(frozen=True)
+class DialPlan:
+    """What passed the gates: the request to send and the rates it must fit under."""
+
+    request: DialRequest
+    campaign_id: int
+    campaign_cps: float | None
+
+
+def check_gates(*, session: Session, attempt_id: int, now: dt.datetime) -> DialPlan | None:
     """Re-check a queued attempt against its campaign and every compliance rule; return its request or None.
 
     An attempt that may not be dialled is cancelled here (uncharged), its agent freed.
@@ -89,13 +101,14 @@ def check_gates(*, session: Session, attempt_id: int, now: dt.datetime) -> DialR
     if agent is None:
         drop("no_agent", retry_at=now)
         return None
-    return DialRequest(
+    request = DialRequest(
         agent_number=agent.number,
         destination_number=lead.phone_e164,
         caller_id=campaign.caller_id,
         custom_identifier=attempt.custom_identifier,
         call_timeout=campaign.call_timeout,
     )
+    return DialPlan(request, campaign.id, campaign.cps)
 
 
 def claim_attempt(*, session: Session, attempt_id: int, now: dt.datetime) -> bool:
@@ -192,11 +205,14 @@ def place_call(
 ) -> DialOutcome:
     """Dial one attempt: gates, token, committed claim, request, result - three short transactions."""
     with sessions() as session, session.begin():
-        request = check_gates(session=session, attempt_id=attempt_id, now=clock())
-        campaign_id, cps = _campaign_rate(session, attempt_id)
-    if request is None:
+        plan = check_gates(session=session, attempt_id=attempt_id, now=clock())
+    if plan is None:
         return DialOutcome("skipped")
-    if not limiter.acquire(campaign_id=campaign_id, campaign_cps=cps, timeout=LIMITER_TIMEOUT):
+    request = plan.request
+    waited = time.monotonic()
+    acquired = limiter.acquire(campaign_id=plan.campaign_id, campaign_cps=plan.campaign_cps, timeout=LIMITER_TIMEOUT)
+    metrics.LIMITER_WAIT.labels(result="acquired" if acquired else "timeout").observe(time.monotonic() - waited)
+    if not acquired:
         return DialOutcome("queued", retry_in=1.0)
     token_at = clock()
     with sessions() as session, session.begin():
@@ -208,7 +224,9 @@ def place_call(
         with sessions() as session, session.begin():
             check_gates(session=session, attempt_id=attempt_id, now=clock())
         return DialOutcome("skipped")
+    metrics.CALLS_PLACED.inc()
     result = client.click_to_call(request)
+    metrics.count_dial_result(kind=result.kind.value, reason=result.reason.value if result.reason else None)
     if result.reason == FailureReason.RATE_LIMITED:
         limiter.pause_fleet(result.retry_after if result.retry_after is not None else DEFAULT_429_PAUSE)
     with sessions() as session, session.begin():
@@ -219,19 +237,10 @@ def place_call(
         "dial",
         attempt_id=attempt_id,
         custom_identifier=request.custom_identifier,
-        destination=request.destination_number,
+        destination=mask_phone(request.destination_number),
         result=result.kind.value,
         http_status=result.status_code,
         message=result.message,
         attempt_status=outcome.status,
     )
     return outcome
-
-
-def _campaign_rate(session: Session, attempt_id: int) -> tuple[int, float | None]:
-    row = session.execute(
-        select(Campaign.id, Campaign.cps)
-        .join(CallAttempt, CallAttempt.campaign_id == Campaign.id)
-        .where(CallAttempt.id == attempt_id)
-    ).first()
-    return (int(row[0]), row[1]) if row else (0, None)

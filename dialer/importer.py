@@ -1,53 +1,67 @@
-"""Lead import: a CSV of people to ring becomes leads of one campaign, whole or not at all.
+"""Lead import: a CSV or XLSX of people to ring becomes leads of one campaign, whole or not at all.
 
-Decisions (the file format is described in campaigns/README.md):
-- Text is UTF-8 (with or without BOM), else Windows-1252, which is what Excel's plain
-  "CSV (Comma delimited)" writes in the UK (the pound sign). The delimiter is , ; tab or |,
-  whichever the header line uses most.
-- Row numbers are spreadsheet rows: the header is row 1, blank lines and multi-line cells count as
-  Excel counts them. Rows whose cells are all blank (Excel's trailing ",,,,") are skipped and not
-  counted in total_rows.
+The pieces live in `dialer.importing` (reading files, column mapping, bulk number screening,
+field checks, the COPY loader, the rejects file); this module decides each row's verdict and
+keeps the books. docs/importing.md is the user's guide.
+
+Decisions:
+- Checks run in this order and the first failure is the row's reason: the number, timezone,
+  callback_at, priority, agent, duplicate_in_file (the first otherwise-valid row wins), dnc,
+  duplicate_in_campaign. A manager's summary therefore adds up: total = accepted + rejected, and
+  each rejected row has exactly one reason.
 - A file with a header but no data rows is an error, not a 0-row import: it is nearly always the
   wrong sheet or a failed export, and a script that expects empty deltas can catch ImportFailed.
-- If several recognised phone columns exist (say phone and mobile) the import fails and asks for
-  one: which number to ring is the manager's decision, not the importer's guess.
-- A `timezone` cell that is not an IANA zone rejects the row (`invalid_timezone`): the manager said
-  where this person is, and compliance fails closed. An empty cell falls back to the number's zones.
-- Checks run in this order and the first failure is the row's reason: the number, the timezone,
-  duplicate_in_file (the first otherwise-valid row wins), dnc, duplicate_in_campaign.
-- A row with more fields than the header (usually an unquoted comma) is fatal and named; one
-  trailing empty field is tolerated.
 - Completed and cancelled campaigns take no new leads: nothing would ever dial them.
-- The rejects file is UTF-8 with a BOM (Excel reads it right), written to a temporary name and
-  moved into place only when the import succeeds; cells that a spreadsheet would run as a formula
-  get a leading apostrophe.
+- A callback row gets callback_at, next_attempt_at = that time and a priority of at least 100
+  (CALLBACK_PRIORITY), so it is dialled first once due, still inside the calling window.
+- Imports into one campaign take turns (a transaction-level advisory lock): the duplicate check
+  against the campaign's leads is then exact, and the rows can be COPYed straight into `leads`.
+- Rows are loaded in batches sorted by number (index locality; see importing.loading), so lead
+  ids follow the file only batch by batch. Dial order comes from priority and next_attempt_at.
 """
 
 from __future__ import annotations
 
-import codecs
-import csv
-import io
-import json
-import os
-import re
-import tempfile
+import itertools
 import zoneinfo
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
-from functools import lru_cache
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
-import pandas as pd
+import numpy as np
+import psycopg
 from sqlalchemy.orm import Session
 
+from dialer.config import get_settings
+from dialer.importing import ImportFailed
+from dialer.importing.columns import PHONE_COLUMNS, Columns, find_phone_column, map_columns
+from dialer.importing.fields import canonical_zone, json_objects, parse_callback, parse_priority, per_value, stripped
+from dialer.importing.loading import LeadLoader
+from dialer.importing.numbers import normalise_column
+from dialer.importing.rejects import REJECTS_COLUMNS, RejectsFile
+from dialer.importing.sources import Chunk, Table, open_table
 from dialer.models import Campaign, ImportJob
-from dialer.phones import INVALID_NUMBER, MISSING_NUMBER, NOT_DIALABLE_TYPE, UNPARSEABLE, normalise, zones_for
+from dialer.phones import INVALID_NUMBER, MISSING_NUMBER, NOT_DIALABLE_TYPE, UNPARSEABLE
 from dialer.states import CampaignState, LeadStatus
 
+__all__ = [
+    "CHUNK_ROWS",
+    "PHONE_COLUMNS",
+    "REASONS",
+    "REJECTS_COLUMNS",
+    "ImportFailed",
+    "ImportReport",
+    "NumberList",
+    "import_leads",
+    "read_numbers",
+]
+
 INVALID_TIMEZONE = "invalid_timezone"
+INVALID_CALLBACK_AT = "invalid_callback_at"
+INVALID_PRIORITY = "invalid_priority"
+UNKNOWN_AGENT = "unknown_agent"
 DUPLICATE_IN_FILE = "duplicate_in_file"
 DUPLICATE_IN_CAMPAIGN = "duplicate_in_campaign"
 DNC = "dnc"
@@ -57,40 +71,21 @@ REASONS = (
     INVALID_NUMBER,
     NOT_DIALABLE_TYPE,
     INVALID_TIMEZONE,
+    INVALID_CALLBACK_AT,
+    INVALID_PRIORITY,
+    UNKNOWN_AGENT,
     DUPLICATE_IN_FILE,
     DNC,
     DUPLICATE_IN_CAMPAIGN,
 )
-
-# Header names recognised as the number to ring, compared without case, spaces, _ - or dots.
-PHONE_COLUMNS = (
-    "phone",
-    "mobile",
-    "telephone",
-    "tel",
-    "number",
-    "msisdn",
-    "destination_number",
-    "contact number",
-    "phone number",
-    "mobile number",
-    "telephone number",
-)
-TIMEZONE_COLUMNS = ("timezone", "time zone")
-CHUNK_ROWS = 20_000
-REJECTS_COLUMNS = ("row", "reason", "message")
-
+CHUNK_ROWS = 50_000
+# Largest file accepted (CLI and API). A million leads with a dozen columns is about 150 MB.
+CALLBACK_PRIORITY = 100
+# pg_advisory_xact_lock(class, campaign id): one import per campaign at a time.
+_LOCK_CLASS = 0x4C454144
 _CLOSED = frozenset({CampaignState.COMPLETED, CampaignState.CANCELLED})
-_DELIMITERS = (",", ";", "\t", "|")
-# A cell starting with one of these is a formula to Excel, LibreOffice and Sheets (CSV injection).
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-_STAGING = "lead_import_staging"
-_EXTRA = "__extra__"
-_SEPARATORS = re.compile(r"[\s_\-.]+")
 
-
-class ImportFailed(Exception):
-    """The file cannot be imported at all; nothing was stored."""
+Progress = Callable[[float, int], None]
 
 
 @dataclass
@@ -106,34 +101,19 @@ class ImportReport:
     rejects_by_reason: dict[str, int]
     # The header of the column the numbers were read from.
     phone_column: str | None = None
+    # duplicate_in_file + duplicate_in_campaign, and dnc, as the summary shows them.
+    duplicates: int = 0
+    dnc: int = 0
+    # Accepted rows that carry a scheduled callback.
+    callbacks: int = 0
+    # How the file was read: format, encoding, delimiter or sheet.
+    source: dict[str, Any] = field(default_factory=dict)
+    # Which header feeds which lead setting (phone, timezone, callback_at, priority, agent).
+    columns: dict[str, str | None] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """Return the report as JSON-ready data."""
         return asdict(self)
-
-
-@dataclass
-class _Layout:
-    """How to read one file: encoding, delimiter and what each column is for."""
-
-    encoding: str
-    sep: str
-    names: list[str]
-    header_lines: int
-    phone: int
-    timezone: int | None
-    custom: list[tuple[int, str]] = field(default_factory=list)
-
-
-# (source_row, phone_e164, timezones, custom_fields as JSON): one staging row.
-_Row = tuple[int, str, list[str], str]
-
-
-@dataclass
-class _Reject:
-    row: int
-    reason: str
-    message: str
 
 
 def import_leads(
@@ -143,19 +123,30 @@ def import_leads(
     path: Path,
     phone_column: str | None = None,
     rejects_path: Path | None = None,
+    encoding: str | None = None,
+    sheet: str | None = None,
+    filename: str | None = None,
+    max_bytes: int | None = None,
+    progress: Progress | None = None,
 ) -> ImportReport:
-    """Import a CSV of leads into `campaign`, screening numbers, duplicates and DNC; flush only."""
-    path = Path(path)
-    layout = _read_layout(path, phone_column)
+    """Import a CSV or XLSX of leads into `campaign`, screening numbers, duplicates and DNC; flush only."""
+    table = open_table(
+        Path(path),
+        name=filename,
+        encoding=encoding,
+        sheet=sheet,
+        max_bytes=max_bytes or get_settings().max_upload_bytes,
+    )
+    columns = map_columns(table.name, table.names, phone_column)
     if campaign.id is None:
         session.flush()
     if campaign.state in _CLOSED:
-        raise ImportFailed(f"{path.name}: campaign {campaign.id} is {campaign.state.value} and takes no new leads")
-    rejects = _RejectsFile(rejects_path, layout.names)
+        raise ImportFailed(f"{table.name}: campaign {campaign.id} is {campaign.state.value} and takes no new leads")
+    rejects = RejectsFile(rejects_path, table.names)
     try:
         # A savepoint, so a failure half way leaves this session as it was, whoever commits it.
         with session.begin_nested():
-            report = _import(session, campaign, path, layout, rejects)
+            report = _import(session, campaign, table, columns, rejects, progress)
     except BaseException:
         rejects.abort()
         raise
@@ -163,48 +154,305 @@ def import_leads(
     return report
 
 
-def _import(session: Session, campaign: Campaign, path: Path, layout: _Layout, rejects: _RejectsFile) -> ImportReport:
-    job = ImportJob(campaign_id=campaign.id, filename=path.name, total_rows=0, accepted=0, rejected=0)
+@dataclass
+class _Context:
+    campaign_id: int
+    job_id: int
+    region: str
+    zone: zoneinfo.ZoneInfo
+    default_zones: str
+    agents: dict[str, int]
+    existing: set[str]
+    # False when the DNC list was empty at the start (a number listed during the import is
+    # still refused at dispatch, where DNC is checked again).
+    dnc_listed: bool = True
+    seen: dict[str, int] = field(default_factory=dict)
+    counts: Counter[str] = field(default_factory=Counter)
+    total: int = 0
+    accepted: int = 0
+    callbacks: int = 0
+
+
+def _import(
+    session: Session,
+    campaign: Campaign,
+    table: Table,
+    columns: Columns,
+    rejects: RejectsFile,
+    progress: Progress | None,
+) -> ImportReport:
+    job = ImportJob(campaign_id=campaign.id, filename=table.name, total_rows=0, accepted=0, rejected=0)
     session.add(job)
     session.flush()
-    dbapi = session.connection().connection.driver_connection
-    assert dbapi is not None
-    counts: Counter[str] = Counter()
-    seen: dict[str, int] = {}
-    total = accepted = 0
-    with dbapi.cursor() as cur:
-        cur.execute(
-            f"CREATE TEMP TABLE {_STAGING} (source_row integer NOT NULL, phone_e164 varchar(20) NOT NULL,"
-            " timezones varchar(64)[] NOT NULL, custom_fields jsonb NOT NULL) ON COMMIT DROP"
-        )
-        for chunk in _chunks(path, layout):
-            values = [chunk[key].tolist() for key in chunk.columns if key != _EXTRA]
-            first_row = int(chunk.index[0]) + 2
-            rows, found, screened = _screen(values, first_row, layout, campaign, seen)
-            total += screened
-            inserted, db_rejects = _store(cur, rows, campaign.id, job.id)
-            accepted += inserted
-            found.extend(db_rejects)
+    connection = session.connection().connection.driver_connection
+    assert connection is not None
+    with connection.cursor() as cur:
+        cur.execute("SELECT pg_advisory_xact_lock(%s, %s)", (_LOCK_CLASS, campaign.id))
+        cur.execute("SELECT phone_e164 FROM leads WHERE campaign_id = %s", (campaign.id,))
+        existing = {phone for (phone,) in cur}
+        cur.execute("SELECT EXISTS (SELECT 1 FROM dnc_numbers)")
+        dnc_row = cur.fetchone()
+    ctx = _Context(
+        campaign_id=campaign.id,
+        job_id=job.id,
+        region=campaign.region or "GB",
+        zone=zoneinfo.ZoneInfo(campaign.timezone),
+        default_zones=_array_literal((campaign.timezone,)),
+        agents={a.number: a.id for a in campaign.agents},
+        existing=existing,
+        dnc_listed=bool(dnc_row and dnc_row[0]),
+    )
+    loader = LeadLoader(connection)
+    try:
+        for chunk in table.chunks(CHUNK_ROWS):
+            # Everything up to the COPY text runs while the previous batch is still being stored.
+            batch, found = _screen(chunk, columns, ctx)
+            lines = _copy_lines(batch, ctx)
+            loader.wait()
+            keep, more = _screen_against_database(connection, batch, ctx)
+            found.extend(more)
+            if not keep.all():
+                lines = [line for line, kept in zip(lines, keep.tolist(), strict=True) if kept]
+                batch = batch.take(keep)
+            timed = batch.callback != None  # noqa: E711
+            if timed.any():
+                loader.send(
+                    "".join(line for line, t in zip(lines, timed.tolist(), strict=True) if not t).encode(),
+                    "".join(line for line, t in zip(lines, timed.tolist(), strict=True) if t).encode(),
+                )
+            else:
+                loader.send("".join(lines).encode(), b"")
+            ctx.accepted += len(batch.rows)
+            ctx.callbacks += int((batch.callback != None).sum())  # noqa: E711
             for r in found:
-                counts[r.reason] += 1
-            rejects.write(found, values, first_row)
-        cur.execute(f"DROP TABLE {_STAGING}")
-    if total == 0:
-        raise ImportFailed(f"{path.name}: the file has a header row but no data rows")
-    job.total_rows = total
-    job.accepted = accepted
-    job.rejected = total - accepted
-    job.rejects_by_reason = {reason: counts[reason] for reason in REASONS if counts[reason]}
+                ctx.counts[r[1]] += 1
+            rejects.write([(row, code, text, [col[pos] for col in chunk.columns]) for row, code, text, pos in found])
+            if progress is not None:
+                progress(chunk.done, ctx.total)
+        loader.wait()
+    except psycopg.errors.UniqueViolation:
+        raise ImportFailed(
+            f"{table.name}: leads were added to campaign {campaign.id} while this file was importing; import it again"
+        ) from None
+    finally:
+        loader.close()
+    if ctx.total == 0:
+        raise ImportFailed(f"{table.name}: the file has a header row but no data rows")
+    job.total_rows = ctx.total
+    job.accepted = ctx.accepted
+    job.rejected = ctx.total - ctx.accepted
+    job.rejects_by_reason = {reason: ctx.counts[reason] for reason in REASONS if ctx.counts[reason]}
     session.flush()
     return ImportReport(
         job_id=job.id,
-        filename=path.name,
+        filename=table.name,
         total_rows=job.total_rows,
         accepted=job.accepted,
         rejected=job.rejected,
         rejects_by_reason=dict(job.rejects_by_reason),
-        phone_column=layout.names[layout.phone],
+        phone_column=table.names[columns.phone],
+        duplicates=ctx.counts[DUPLICATE_IN_FILE] + ctx.counts[DUPLICATE_IN_CAMPAIGN],
+        dnc=ctx.counts[DNC],
+        callbacks=ctx.callbacks,
+        source=table.describe(),
+        columns=columns.describe(),
     )
+
+
+# (row number, reason, message, position in the chunk)
+_Reject = tuple[int, str, str, int]
+
+
+@dataclass
+class _Batch:
+    """Rows of one chunk that passed the checks so far, as parallel arrays."""
+
+    pos: np.ndarray
+    rows: np.ndarray
+    e164: np.ndarray
+    zones: np.ndarray
+    custom: np.ndarray
+    priority: np.ndarray
+    callback: np.ndarray
+    agent: np.ndarray
+
+    def take(self, keep: np.ndarray) -> _Batch:
+        return _Batch(*(getattr(self, f)[keep] for f in self.__dataclass_fields__))
+
+
+def _screen(chunk: Chunk, columns: Columns, ctx: _Context) -> tuple[_Batch, list[_Reject]]:
+    """Check one chunk's rows in Python: number, settings columns, duplicates within the file."""
+    n = len(chunk.rows)
+    ctx.total += n
+    numbers = normalise_column(chunk.columns[columns.phone], ctx.region)
+    reason = numbers.reason
+    message = numbers.message
+    ok = reason == None  # noqa: E711 - elementwise on an object array
+
+    zones = np.empty(n, dtype=object)
+    own: list[tuple[str, ...]] = numbers.zones.tolist()
+    zones[:] = per_value(own, lambda z: _array_literal(z) if z else ctx.default_zones)
+    if columns.timezone is not None:
+        cells = stripped(chunk.columns[columns.timezone])
+        named = per_value(cells, lambda c: canonical_zone(c) if c else "")
+        for i, (cell, zone) in enumerate(zip(cells, named, strict=True)):
+            if not cell:
+                continue
+            if zone is None:
+                if ok[i]:
+                    text = f"not an IANA time zone: {cell[:40]!r}; use a name such as Europe/London"
+                    _reject(ok, reason, message, i, INVALID_TIMEZONE, text)
+            else:
+                zones[i] = _array_literal((zone,))
+
+    callback = np.full(n, None, dtype=object)
+    if columns.callback_at is not None:
+        cells = chunk.columns[columns.callback_at]
+        parsed = per_value(cells, lambda c: parse_callback(c, ctx.zone) if c.strip() else None)
+        for i, value in enumerate(parsed):
+            if value is None:
+                continue
+            if isinstance(value, str):
+                if ok[i]:
+                    _reject(ok, reason, message, i, INVALID_CALLBACK_AT, value)
+            else:
+                callback[i] = value
+
+    priority = np.zeros(n, dtype=np.int64)
+    if columns.priority is not None:
+        cells = chunk.columns[columns.priority]
+        parsed_priority = per_value(cells, lambda c: parse_priority(c) if c.strip() else None)
+        for i, level in enumerate(parsed_priority):
+            if level is None:
+                continue
+            if isinstance(level, str):
+                if ok[i]:
+                    _reject(ok, reason, message, i, INVALID_PRIORITY, level)
+            else:
+                priority[i] = level
+
+    agent = np.full(n, None, dtype=object)
+    if columns.agent is not None:
+        cells = stripped(chunk.columns[columns.agent])
+        for i, cell in enumerate(cells):
+            if not cell:
+                continue
+            agent_id = ctx.agents.get(cell)
+            if agent_id is None:
+                if ok[i]:
+                    known = ", ".join(sorted(ctx.agents)[:10]) or "none"
+                    text = f"agent {cell[:40]!r} is not one of this campaign's agents ({known})"
+                    _reject(ok, reason, message, i, UNKNOWN_AGENT, text)
+            else:
+                agent[i] = agent_id
+
+    # The first otherwise-valid row with a number wins; later ones are duplicates of it.
+    valid = np.flatnonzero(ok)
+    firsts = np.fromiter(
+        (ctx.seen.setdefault(e, r) for e, r in zip(numbers.e164[valid], chunk.rows[valid].tolist(), strict=True)),
+        dtype=np.int64,
+        count=len(valid),
+    )
+    for i, first in zip(valid[firsts != chunk.rows[valid]], firsts[firsts != chunk.rows[valid]], strict=True):
+        _reject(ok, reason, message, int(i), DUPLICATE_IN_FILE, f"same number as row {first} ({numbers.e164[i]})")
+
+    found: list[_Reject] = [
+        (int(chunk.rows[i]), str(reason[i]), str(message[i] or ""), int(i)) for i in np.flatnonzero(~ok)
+    ]
+    keep = np.flatnonzero(ok)
+    everyone = len(keep) == n
+    fields = [
+        (name, chunk.columns[col] if everyone else np.asarray(chunk.columns[col], dtype=object)[keep].tolist())
+        for col, name in columns.custom
+    ]
+    custom = np.array(json_objects(fields, len(keep)), dtype=object) if len(keep) else np.empty(0, dtype=object)
+    batch = _Batch(
+        pos=keep,
+        rows=chunk.rows[keep],
+        e164=numbers.e164[keep],
+        zones=zones[keep],
+        custom=custom,
+        priority=priority[keep],
+        callback=callback[keep],
+        agent=agent[keep],
+    )
+    return batch, found
+
+
+def _reject(ok: np.ndarray, reason: np.ndarray, message: np.ndarray, i: int, code: str, text: str) -> None:
+    ok[i] = False
+    reason[i] = code
+    message[i] = text
+
+
+def _screen_against_database(connection: Any, batch: _Batch, ctx: _Context) -> tuple[np.ndarray, list[_Reject]]:
+    """Return which rows to keep: not on the DNC list, not already a lead of the campaign."""
+    found: list[_Reject] = []
+    keep = np.ones(len(batch.rows), dtype=bool)
+    if not len(batch.rows):
+        return keep, found
+    numbers = batch.e164.tolist()
+    listed: set[str] = set()
+    if ctx.dnc_listed:
+        with connection.cursor() as cur:
+            # One text parameter split by the server: adapting a 50,000-item list costs more than the query.
+            cur.execute(
+                "SELECT phone_e164 FROM dnc_numbers WHERE phone_e164 = ANY(string_to_array(%s, ','))",
+                (",".join(numbers),),
+            )
+            listed = {phone for (phone,) in cur}
+    if not listed and not ctx.existing:
+        return keep, found
+    for i, e164 in enumerate(numbers):
+        if e164 in listed:
+            keep[i] = False
+            found.append((int(batch.rows[i]), DNC, f"on the do-not-call list ({e164})", int(batch.pos[i])))
+        elif e164 in ctx.existing:
+            keep[i] = False
+            message = f"already a lead of campaign {ctx.campaign_id} ({e164})"
+            found.append((int(batch.rows[i]), DUPLICATE_IN_CAMPAIGN, message, int(batch.pos[i])))
+    return keep, found
+
+
+def _copy_lines(batch: _Batch, ctx: _Context) -> list[str]:
+    """Sort the batch by number (in place) and return its rows as COPY text lines."""
+    if not len(batch.rows):
+        return []
+    # Fixed-width text sorts in C; E.164 is at most 16 characters.
+    order = np.argsort(batch.e164.astype("U16"), kind="stable")
+    for name in batch.__dataclass_fields__:
+        setattr(batch, name, getattr(batch, name)[order])
+    # Rows without a callback leave next_attempt_at to its default, now(): the same transaction
+    # time, and one timestamp less for Postgres to parse per row. Callback rows carry it (TIMED_COLUMNS).
+    pending = LeadStatus.PENDING.value
+    plain = f"\t{pending}\t0\t0\t0\t\\N\t\\N\n"
+    tails = np.full(len(batch.rows), plain, dtype=object)
+    special = (batch.priority != 0) | (batch.callback != None) | (batch.agent != None)  # noqa: E711
+    for i in np.flatnonzero(special):
+        priority, callback, agent = int(batch.priority[i]), batch.callback[i], batch.agent[i]
+        agent_text = "\\N" if agent is None else str(agent)
+        if callback is None:
+            tails[i] = f"\t{pending}\t{priority}\t0\t0\t\\N\t{agent_text}\n"
+        else:
+            due = callback.isoformat()
+            priority = max(priority, CALLBACK_PRIORITY)
+            tails[i] = f"\t{pending}\t{priority}\t0\t0\t{due}\t{due}\t{agent_text}\n"
+    prefix = f"{ctx.campaign_id}\t{ctx.job_id}\t"
+    return [
+        f"{prefix}{row}\t{e164}\t{zones}\t{custom}{tail}"
+        for row, e164, zones, custom, tail in zip(
+            batch.rows.tolist(),
+            batch.e164.tolist(),
+            batch.zones.tolist(),
+            batch.custom.tolist(),
+            tails.tolist(),
+            strict=True,
+        )
+    ]
+
+
+def _array_literal(zones: tuple[str, ...] | tuple[str | None, ...]) -> str:
+    return "{" + ",".join(z for z in zones if z) + "}"
 
 
 @dataclass
@@ -215,289 +463,54 @@ class NumberList:
     valid: list[str]
     rejected: int
     duplicates: int = 0
+    rejects_by_reason: dict[str, int] = field(default_factory=dict)
+    phone_column: str | None = None
+    source: dict[str, Any] = field(default_factory=dict)
 
 
-def read_numbers(*, path: Path, phone_column: str | None = None, region: str = "GB") -> NumberList:
-    """Read and normalise the phone column of a CSV (or a bare list of numbers); store nothing."""
-    path = Path(path)
-    layout = _read_layout(path, phone_column, bare_region=region)
+def read_numbers(
+    *,
+    path: Path,
+    phone_column: str | None = None,
+    region: str = "GB",
+    encoding: str | None = None,
+    sheet: str | None = None,
+    filename: str | None = None,
+    max_bytes: int | None = None,
+) -> NumberList:
+    """Read and normalise the phone column of a CSV or XLSX (or a bare list of numbers); store nothing."""
+    table = open_table(
+        Path(path),
+        name=filename,
+        encoding=encoding,
+        sheet=sheet,
+        max_bytes=max_bytes or get_settings().max_upload_bytes,
+    )
+    bare = phone_column is None and len(table.names) == 1 and normalise_column(table.names, region).e164[0] is not None
+    phone = 0 if bare else find_phone_column(table.name, table.names, phone_column)
     seen: dict[str, None] = {}
-    total = rejected = duplicates = 0
-    for chunk in _chunks(path, layout):
-        for raw in chunk[f"c{layout.phone}"].tolist():
-            if not raw.strip():
-                continue
-            total += 1
-            e164 = normalise(raw, region).e164
+    counts: Counter[str] = Counter()
+    total = 0
+    cells: Iterator[list[str]] = (c.columns[phone] for c in table.chunks(CHUNK_ROWS))
+    for values in itertools.chain([[table.names[0]]] if bare else [], cells):
+        total += len(values)
+        numbers = normalise_column(values, region)
+        for e164, reason in zip(numbers.e164.tolist(), numbers.reason.tolist(), strict=True):
             if e164 is None:
-                rejected += 1
+                counts[reason] += 1
             elif e164 in seen:
-                duplicates += 1
+                counts[DUPLICATE_IN_FILE] += 1
             else:
                 seen[e164] = None
-    return NumberList(total=total, valid=list(seen), rejected=rejected, duplicates=duplicates)
-
-
-def _screen(
-    values: list[list[str]], first_row: int, layout: _Layout, campaign: Campaign, seen: dict[str, int]
-) -> tuple[list[_Row], list[_Reject], int]:
-    """Check one chunk's rows in Python: number, timezone, duplicates within the file."""
-    region, default_tz = campaign.region, campaign.timezone
-    phones = values[layout.phone]
-    zones = values[layout.timezone] if layout.timezone is not None else None
-    custom = [(name, values[i]) for i, name in layout.custom]
-    rows: list[_Row] = []
-    rejects: list[_Reject] = []
-    counted = 0
-    for pos, raw in enumerate(phones):
-        if not raw.strip() and all(not col[pos].strip() for col in values):
-            continue
-        counted += 1
-        row = first_row + pos
-        number = normalise(raw, region)
-        e164 = number.e164
-        if e164 is None:
-            rejects.append(_Reject(row, number.reason or UNPARSEABLE, number.message or ""))
-            continue
-        tz_cell = zones[pos].strip() if zones is not None else ""
-        if tz_cell:
-            zone = _canonical_zone(tz_cell)
-            if zone is None:
-                message = f"not an IANA time zone: {tz_cell!r}; use a name such as Europe/London"
-                rejects.append(_Reject(row, INVALID_TIMEZONE, message))
-                continue
-            tzs = [zone]
-        else:
-            tzs = zones_for(e164, default_tz)
-        first = seen.get(e164)
-        if first is not None:
-            rejects.append(_Reject(row, DUPLICATE_IN_FILE, f"same number as row {first} ({e164})"))
-            continue
-        seen[e164] = row
-        fields = {name: _clean_text(col[pos]) for name, col in custom}
-        rows.append((row, e164, tzs, json.dumps(fields, ensure_ascii=False)))
-    return rows, rejects, counted
-
-
-def _store(cur: Any, rows: list[_Row], campaign_id: int, job_id: int) -> tuple[int, list[_Reject]]:
-    """COPY screened rows into staging, drop DNC numbers, insert the rest; return (inserted, rejects)."""
-    if not rows:
-        return 0, []
-    with cur.copy(f"COPY {_STAGING} (source_row, phone_e164, timezones, custom_fields) FROM STDIN") as copy:
-        for row in rows:
-            copy.write_row(row)
-    cur.execute(
-        f"DELETE FROM {_STAGING} s USING dnc_numbers d WHERE d.phone_e164 = s.phone_e164"
-        " RETURNING s.source_row, s.phone_e164"
+    if total == 0:
+        raise ImportFailed(f"{table.name}: the file has a header row but no data rows")
+    duplicates = counts[DUPLICATE_IN_FILE]
+    return NumberList(
+        total=total,
+        valid=list(seen),
+        rejected=sum(counts.values()) - duplicates,
+        duplicates=duplicates,
+        rejects_by_reason={r: counts[r] for r in REASONS if counts[r] and r != DUPLICATE_IN_FILE},
+        phone_column=None if bare else table.names[phone],
+        source=table.describe(),
     )
-    dnc = cur.fetchall()
-    # ON CONFLICT also covers a lead another import committed while this one ran.
-    cur.execute(
-        "INSERT INTO leads (campaign_id, import_job_id, source_row, phone_e164, timezones, custom_fields,"
-        " status, priority, attempts, attempt_seq, next_attempt_at)"
-        f" SELECT %s, %s, source_row, phone_e164, timezones, custom_fields, %s, 0, 0, 0, now() FROM {_STAGING}"
-        " ORDER BY source_row"
-        " ON CONFLICT (campaign_id, phone_e164) DO NOTHING RETURNING source_row",
-        (campaign_id, job_id, LeadStatus.PENDING.value),
-    )
-    inserted = {r for (r,) in cur.fetchall()}
-    cur.execute(f"TRUNCATE {_STAGING}")
-    rejects = [_Reject(r, DNC, f"on the do-not-call list ({e164})") for r, e164 in dnc]
-    dnc_rows = {r for r, _ in dnc}
-    rejects.extend(
-        _Reject(r, DUPLICATE_IN_CAMPAIGN, f"already a lead of campaign {campaign_id} ({e164})")
-        for r, e164, _, _ in rows
-        if r not in inserted and r not in dnc_rows
-    )
-    return len(inserted), rejects
-
-
-def _chunks(path: Path, layout: _Layout) -> Iterator[pd.DataFrame]:
-    """Read the data rows in chunks of strings, turning parser errors into ImportFailed."""
-    keys = [f"c{i}" for i in range(len(layout.names))]
-    try:
-        reader = pd.read_csv(
-            path,
-            sep=layout.sep,
-            header=None,
-            skiprows=layout.header_lines,
-            # One spare column catches a row with one field too many instead of pandas' silent shift.
-            names=[*keys, _EXTRA],
-            index_col=False,
-            dtype=str,
-            keep_default_na=False,
-            na_filter=False,
-            skip_blank_lines=False,
-            encoding=layout.encoding,
-            chunksize=CHUNK_ROWS,
-            engine="c",
-        )
-        with reader:
-            for chunk in reader:
-                if chunk.empty:
-                    continue
-                extra = chunk[_EXTRA] != ""
-                if extra.any():
-                    row = int(chunk.index[extra.to_numpy().argmax()]) + 2
-                    raise ImportFailed(
-                        f"{path.name}: row {row} has more fields than the header's {len(keys)}; "
-                        f"quote values that contain {layout.sep!r}"
-                    )
-                yield chunk
-    except pd.errors.ParserError as exc:
-        raise ImportFailed(f"{path.name}: not a well-formed CSV file: {_parser_message(exc)}") from exc
-
-
-def _parser_message(exc: Exception) -> str:
-    text = str(exc).strip().removeprefix("Error tokenizing data. C error: ")
-    # pandas counts lines from 1 with the header as line 1, as a spreadsheet does.
-    return re.sub(r"Expected (\d+) fields in line (\d+), saw (\d+)", _fields_message, text)
-
-
-def _fields_message(match: re.Match[str]) -> str:
-    expected, line, saw = match.groups()
-    return f"row {line} has {saw} fields, the header has {int(expected) - 1}"
-
-
-def _read_layout(path: Path, phone_column: str | None, bare_region: str | None = None) -> _Layout:
-    """Read the header and decide the encoding, delimiter, phone, timezone and custom columns.
-
-    With `bare_region`, a one-column file whose first cell is a number has no header at all.
-    """
-    if not path.is_file():
-        raise ImportFailed(f"{path.name}: no such file")
-    encoding = _detect_encoding(path)
-    with path.open(encoding=encoding, newline="") as f:
-        head = f.read(1 << 20)
-    if not head.strip():
-        raise ImportFailed(f"{path.name}: the file is empty")
-    first_line = head.splitlines()[0]
-    if not first_line.strip():
-        raise ImportFailed(f"{path.name}: row 1 is blank; the header must be on row 1")
-    sep = max(_DELIMITERS, key=first_line.count) if any(d in first_line for d in _DELIMITERS) else ","
-    reader = csv.reader(io.StringIO(head), delimiter=sep)
-    names = [n.strip() for n in next(reader)]
-    if bare_region and phone_column is None and len(names) == 1 and normalise(names[0], bare_region).ok:
-        return _Layout(encoding=encoding, sep=sep, names=["phone"], header_lines=0, phone=0, timezone=None)
-    phone = _find_phone_column(path, names, phone_column)
-    tz_keys = {_key(n) for n in TIMEZONE_COLUMNS}
-    timezone = next((i for i, n in enumerate(names) if i != phone and _key(n) in tz_keys), None)
-    layout = _Layout(
-        encoding=encoding, sep=sep, names=names, header_lines=reader.line_num, phone=phone, timezone=timezone
-    )
-    used: set[str] = set()
-    for i, name in enumerate(names):
-        if i in (phone, timezone) or not name:
-            continue
-        unique, n = name, 1
-        while unique in used:
-            n += 1
-            unique = f"{name}.{n}"
-        used.add(unique)
-        layout.custom.append((i, unique))
-    return layout
-
-
-def _find_phone_column(path: Path, names: list[str], phone_column: str | None) -> int:
-    found = ", ".join(repr(n) for n in names)
-    if phone_column is not None:
-        exact = [i for i, n in enumerate(names) if n == phone_column.strip()]
-        loose = [i for i, n in enumerate(names) if _key(n) == _key(phone_column)]
-        if exact or loose:
-            return (exact or loose)[0]
-        raise ImportFailed(f"{path.name}: no column {phone_column!r}; columns found: {found}")
-    wanted = {_key(n) for n in PHONE_COLUMNS}
-    matches = [i for i, n in enumerate(names) if _key(n) in wanted]
-    if not matches:
-        raise ImportFailed(
-            f"{path.name}: no phone column; name one (--phone-column) or call a column one of "
-            f"{', '.join(PHONE_COLUMNS)}; columns found: {found}"
-        )
-    if len(matches) > 1:
-        several = ", ".join(repr(names[i]) for i in matches)
-        raise ImportFailed(f"{path.name}: several phone columns ({several}); name the one to ring (--phone-column)")
-    return matches[0]
-
-
-def _key(name: str) -> str:
-    return _SEPARATORS.sub(" ", name.strip().lower()).strip()
-
-
-def _detect_encoding(path: Path) -> str:
-    """Return the codec for the file: UTF-8 (BOM dropped) if it decodes, else Windows-1252."""
-    for encoding in ("utf-8-sig", "cp1252"):
-        decoder = codecs.getincrementaldecoder(encoding)()
-        try:
-            with path.open("rb") as f:
-                while block := f.read(1 << 20):
-                    decoder.decode(block)
-            decoder.decode(b"", final=True)
-        except UnicodeDecodeError:
-            continue
-        return encoding
-    raise ImportFailed(f"{path.name}: the file is not text in UTF-8 or Windows-1252; save it as 'CSV UTF-8'")
-
-
-@lru_cache(maxsize=1)
-def _zone_names() -> dict[str, str]:
-    names = zoneinfo.available_timezones() - {"Factory", "localtime", "posixrules"}
-    return {name.lower(): name for name in names}
-
-
-def _canonical_zone(text: str) -> str | None:
-    """Return the IANA zone `text` names (any letter case), or None."""
-    return _zone_names().get(text.lower())
-
-
-def _clean_text(value: str) -> str:
-    # Postgres text and jsonb cannot hold NUL.
-    return value.strip().replace("\x00", "") if "\x00" in value else value.strip()
-
-
-def _neutralise(cell: str) -> str:
-    """Make a cell inert in a spreadsheet: a leading apostrophe before formula characters."""
-    return "'" + cell if cell.startswith(_FORMULA_START) else cell
-
-
-class _RejectsFile:
-    """The optional rejects CSV: row, reason, message, then the row as it was; written whole or not at all."""
-
-    def __init__(self, path: Path | None, names: list[str]) -> None:
-        self.path = Path(path) if path is not None else None
-        self._tmp: Path | None = None
-        self._file: IO[str] | None = None
-        self._writer: Any = None
-        if self.path is None:
-            return
-        try:
-            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".part")
-        except OSError as exc:
-            raise ImportFailed(f"{self.path}: cannot write the rejects file: {exc.strerror}") from exc
-        self._tmp = Path(tmp)
-        # With a BOM, because the reader is usually Excel, which otherwise guesses the wrong encoding.
-        self._file = os.fdopen(fd, "w", encoding="utf-8-sig", newline="")
-        self._writer = csv.writer(self._file)
-        self._writer.writerow([_neutralise(c) for c in (*REJECTS_COLUMNS, *names)])
-
-    def write(self, rejects: list[_Reject], values: list[list[str]], first_row: int) -> None:
-        """Append one chunk's rejected rows in row order."""
-        if self._writer is None:
-            return
-        for r in sorted(rejects, key=lambda r: r.row):
-            pos = r.row - first_row
-            cells = [str(r.row), r.reason, r.message, *(col[pos] for col in values)]
-            self._writer.writerow([_neutralise(c) for c in cells])
-
-    def finish(self) -> None:
-        """Close the file and move it into place."""
-        if self._file is None or self._tmp is None or self.path is None:
-            return
-        self._file.close()
-        os.replace(self._tmp, self.path)
-
-    def abort(self) -> None:
-        """Close and delete the partial file."""
-        if self._file is not None:
-            self._file.close()
-        if self._tmp is not None:
-            self._tmp.unlink(missing_ok=True)

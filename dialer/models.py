@@ -90,7 +90,8 @@ class Campaign(Base):
     created_at: Mapped[dt.datetime] = _now()
     finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
 
-    agents: Mapped[list[Agent]] = relationship(secondary="campaign_agents", lazy="selectin")
+    # Loaded only when read: the dial task loads its campaign on every call and needs none of them.
+    agents: Mapped[list[Agent]] = relationship(secondary="campaign_agents", lazy="select")
 
 
 class Agent(Base):
@@ -226,3 +227,20 @@ class DncNumber(Base):
     phone_e164: Mapped[str] = mapped_column(String(20), primary_key=True)
     reason: Mapped[str | None] = mapped_column(Text)
     added_at: Mapped[dt.datetime] = _now()
+
+
+class CampaignCounter(Base):
+    """Maintained report counters (delta rows folded by compaction); fed by triggers, see reports.py.
+
+    No foreign key on purpose: a key check would take a KEY SHARE lock on the campaign row that
+    conflicts with the pacer's FOR UPDATE SKIP LOCKED, making it skip busy campaigns.
+    """
+
+    __tablename__ = "campaign_counters"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(Integer, index=True)
+    kind: Mapped[str] = mapped_column(String(24))
+    key: Mapped[str] = mapped_column(Text)
+    n: Mapped[int] = mapped_column(BigInteger)
+    total: Mapped[int] = mapped_column(BigInteger)

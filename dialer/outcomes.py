@@ -11,6 +11,7 @@ import datetime as dt
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from dialer import metrics
 from dialer.models import Agent, CallAttempt, Campaign, Lead
 from dialer.policy import merge_rules
 from dialer.states import (
@@ -81,6 +82,7 @@ def settle_attempt(
     if attempt.status in ATTEMPT_FINAL:
         return False
     attempt.status = transition(ATTEMPT_TRANSITIONS, AttemptStatus(attempt.status), status)
+    metrics.CALL_OUTCOMES.labels(outcome=status.value).inc()
     attempt.ended_at = now
     release_agent(session=session, attempt=attempt, now=now, wrapup_seconds=wrapup_seconds)
 

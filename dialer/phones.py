@@ -100,7 +100,7 @@ def normalise(raw: str, region: str) -> Normalised:
 def _normalise_digits(cleaned: str, region: str) -> Normalised:
     # Keyed by the cleaned digit string: lists repeat numbers in many spellings.
     if not cleaned.startswith("+"):
-        cleaned = _international_without_plus(cleaned, region)
+        cleaned = international_without_plus(cleaned, region)
     try:
         number = phonenumbers.parse(cleaned, region)
     except NumberParseException as exc:
@@ -124,7 +124,7 @@ def _normalise_digits(cleaned: str, region: str) -> Normalised:
     return Normalised(e164)
 
 
-def _international_without_plus(digits: str, region: str) -> str:
+def international_without_plus(digits: str, region: str) -> str:
     """Read 447911123456 as +44 7911 123456: country code first and too long to be national."""
     code = str(phonenumbers.country_code_for_region(region))
     metadata = phonenumbers.PhoneMetadata.metadata_for_region(region)
@@ -156,11 +156,17 @@ def _invalid_detail(number: phonenumbers.PhoneNumber) -> str:
 
 def zones_for(e164: str, default_tz: str) -> list[str]:
     """Return the IANA zones a number may ring in; `default_tz` when the number has no known zone."""
+    zones = number_zones(e164)
+    return list(zones) if zones else [default_tz]
+
+
+def number_zones(e164: str) -> tuple[str, ...]:
+    """Return the IANA zones of a number in E.164; () when it has none of its own."""
     zones = _KNOWN_ZONES.get(e164)
     if zones is None:
         zones = _lookup_zones(e164)
         _remember_zones(e164, zones)
-    return list(zones) if zones else [default_tz]
+    return zones
 
 
 def _lookup_zones(e164: str) -> tuple[str, ...]:

@@ -19,6 +19,7 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
+from dialer import metrics
 from dialer.identifiers import parse_identifier
 from dialer.models import CallAttempt, WebhookEvent
 from dialer.outcomes import settle_attempt
@@ -330,7 +331,10 @@ def _settle_from_hangup(
     attempt.hangup_cause = _text(fields.get("hangup_cause_key") or fields.get("hangup_cause"), 64)
     attempt.recording_url = _text(fields.get("recording_url"), 2000)
     settle_attempt(session=session, attempt=attempt, status=hangup_outcome(fields), now=now, wrapup_seconds=wrapup)
-    attempt.ended_at = parse_stamp(fields.get("end_stamp"), account_tz) or now
+    ended = parse_stamp(fields.get("end_stamp"), account_tz)
+    if ended is not None:
+        metrics.WEBHOOK_LAG.observe(max(0.0, (now - ended).total_seconds()))
+    attempt.ended_at = ended or now
 
 
 def _advance(attempt: CallAttempt, target: AttemptStatus) -> None:

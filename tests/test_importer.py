@@ -139,6 +139,11 @@ def test_import_job_records_the_counters(session: Session, campaign: Campaign, t
         "rejected": 2,
         "rejects_by_reason": {"unparseable": 1, "duplicate_in_file": 1},
         "phone_column": "phone",
+        "duplicates": 1,
+        "dnc": 0,
+        "callbacks": 0,
+        "source": {"format": "csv", "encoding": "utf-8", "delimiter": "comma"},
+        "columns": {"phone": "phone", "timezone": None, "callback_at": None, "priority": None, "agent": None},
     }
 
 
@@ -205,11 +210,12 @@ def test_custom_fields_keep_every_other_column(session: Session, campaign: Campa
     import_leads(session=session, campaign=campaign, path=path)
 
     (lead,) = _leads(session, campaign)
-    # The phone column is the lead's number, a blank-headed column has no name to keep.
+    # The phone column is the lead's number; a column with no header is named by its letter.
     assert lead.custom_fields == {
         "First Name": "Ada",
         "email": "ada@example.com",
         "notes": "Likes tea, not coffee",
+        "column E": "x",
         "Notes": "second",
     }
 
@@ -396,9 +402,9 @@ def _assert_nothing_stored(session: Session) -> None:
         ("phone,name\n,\n\n", "leads.csv: the file has a header row but no data rows"),
         ("name,email\nAda,ada@example.com\n", "leads.csv: no phone column"),
         ("phone,mobile\n020 7946 0001,07911 123456\n", "several phone columns ('phone', 'mobile')"),
-        ("phone,name\n020 7946 0001,a\n020 7946 0002,b,c\n", "leads.csv: row 3 has more fields than the header"),
-        ("phone,name\n020 7946 0001,a\n020 7946 0002,b,c,d\n", "leads.csv: not a well-formed CSV file: row 3 has 4"),
-        ('phone,name\n020 7946 0001,"a\n', "leads.csv: not a well-formed CSV file: EOF inside string"),
+        ("phone,name\n020 7946 0001,a\n020 7946 0002,b,c\n", "leads.csv: row 3 has 3 fields, the header has 2"),
+        ("phone,name\n020 7946 0001,a\n020 7946 0002,b,c,d\n", "leads.csv: row 3 has 4 fields, the header has 2"),
+        ('phone,name\n020 7946 0001,"a\n', "leads.csv: not a well-formed CSV file: a quoted value starting on line 2"),
         ("\nphone\n020 7946 0001\n", "leads.csv: row 1 is blank"),
     ],
 )
@@ -424,7 +430,7 @@ def test_failure_late_in_the_file_rolls_back_earlier_chunks(
     rows = "".join(f"020 7946 0{i:03d},n\n" for i in range(7))
     path = _csv(tmp_path, "phone,name\n" + rows + "020 7946 0999,n,extra\n")
 
-    with pytest.raises(ImportFailed, match="row 9 has more fields"):
+    with pytest.raises(ImportFailed, match="row 9 has 3 fields"):
         import_leads(session=session, campaign=campaign, path=path)
 
     _assert_nothing_stored(session)
@@ -479,7 +485,15 @@ def test_read_numbers_for_the_dnc_list(tmp_path: Path) -> None:
 
     numbers = read_numbers(path=path)
 
-    assert numbers == NumberList(total=4, valid=["+447911123456", "+442079460001"], rejected=1, duplicates=1)
+    assert numbers == NumberList(
+        total=5,
+        valid=["+447911123456", "+442079460001"],
+        rejected=2,
+        duplicates=1,
+        rejects_by_reason={"missing_number": 1, "unparseable": 1},
+        phone_column="Mobile",
+        source={"format": "csv", "encoding": "utf-8", "delimiter": "comma"},
+    )
 
 
 def test_read_numbers_from_a_bare_list(tmp_path: Path) -> None:

@@ -53,7 +53,9 @@ def campaign_create(
     call_timeout: Annotated[int, typer.Option(help="Maximum call length in seconds.")] = 300,
     start_at: Annotated[str | None, typer.Option(help="Start by itself at this time (campaign zone).")] = None,
     end_at: Annotated[str | None, typer.Option(help="Stop by itself at this time (campaign zone).")] = None,
-    schedule: Annotated[str | None, typer.Option(help="Recurring batch, cron in the campaign zone: '0 8 * * *'.")] = None,
+    schedule: Annotated[
+        str | None, typer.Option(help="Recurring batch, cron in the campaign zone: '0 8 * * *'.")
+    ] = None,
     schedule_hours: Annotated[float | None, typer.Option(help="How long each recurring batch runs.")] = None,
     holidays: Annotated[str | None, typer.Option(help="No calls on this country's public holidays: GB.")] = None,
     daily_cap: Annotated[int | None, typer.Option(help="Calls per number per local day, across campaigns.")] = None,
@@ -103,36 +105,42 @@ def campaign_import(
     file: Annotated[Path, typer.Argument(metavar="FILE")],
     phone_column: Annotated[str | None, typer.Option(help="The column holding the number.")] = None,
     rejects: Annotated[Path | None, typer.Option(help="Write every rejected row here (CSV).")] = None,
+    encoding: Annotated[str | None, typer.Option(help="Text encoding of a CSV (default: detected).")] = None,
+    sheet: Annotated[str | None, typer.Option(help="XLSX sheet to read (default: the first).")] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Load leads from a CSV file into a campaign (all or nothing)."""
+    """Load leads from a CSV or XLSX file into a campaign (all or nothing)."""
     from dialer.importer import ImportFailed, import_leads
+    from dialer.importing.display import import_progress, source_line, summary_table
 
     if not file.exists():
         fail(f"{file}: no such file")
     with session() as s:
         campaign = campaign_service.get_campaign(session=s, campaign_id=campaign_id)
-        try:
-            report = import_leads(
-                session=s, campaign=campaign, path=file, phone_column=phone_column, rejects_path=rejects
-            )
-        except ImportFailed as exc:
-            raise CliError(str(exc)) from None
+        # A bar only for a person watching: never in --json output or when stdout is a pipe or file.
+        show = console.is_terminal and not as_json
+        with import_progress(console, f"importing {file.name}", show=show) as progress:
+            try:
+                report = import_leads(
+                    session=s,
+                    campaign=campaign,
+                    path=file,
+                    phone_column=phone_column,
+                    rejects_path=rejects,
+                    encoding=encoding,
+                    sheet=sheet,
+                    progress=progress,
+                )
+            except ImportFailed as exc:
+                raise CliError(str(exc)) from None
         data = report.to_dict()
     if as_json:
         emit_json(data)
         return
-    table = Table(title=f"Import into campaign {campaign_id}: {file.name}")
-    table.add_column("rows")
-    table.add_column("count", justify="right")
-    table.add_row("total", str(data["total_rows"]))
-    table.add_row("accepted", str(data["accepted"]))
-    table.add_row("rejected", str(data["rejected"]))
-    for reason, n in sorted(data["rejects_by_reason"].items()):
-        table.add_row(f"  {reason}", str(n))
-    console.print(table)
+    console.print(summary_table(f"Import into campaign {campaign_id}: {data['filename']}", data))
+    console.print(source_line(data), highlight=False)
     if rejects and data["rejected"]:
-        console.print(f"rejected rows written to {rejects}")
+        console.print(f"rejected rows written to {rejects}", highlight=False)
 
 
 def _control(action: Callable[..., Any], campaign_id: int, **kwargs: Any) -> None:
@@ -169,21 +177,25 @@ def campaign_cancel(campaign_id: Annotated[int, typer.Argument(metavar="ID")]) -
 def campaign_status(
     campaign_id: Annotated[int, typer.Argument(metavar="ID")],
     watch: Annotated[bool, typer.Option(help="Refresh until the campaign ends (Ctrl-C stops watching).")] = False,
+    interval: Annotated[float, typer.Option(help="Seconds between refreshes with --watch.")] = 1.0,
     as_json: JsonOpt = False,
 ) -> None:
-    """Show a campaign's state and its leads by status."""
-    from dialer.progress import watch_campaign
+    """Show a campaign's progress: bars, leads by status, dialable and blocked leads, calls, agents, ETA."""
+    from dialer.progress import status_view, watch_campaign
 
     if watch and not as_json:
-        watch_campaign(campaign_id=campaign_id, load=lambda: _status(campaign_id), console=console)
+        try:
+            watch_campaign(
+                campaign_id=campaign_id, load=lambda: _status(campaign_id), console=console, interval=max(0.2, interval)
+            )
+        except KeyboardInterrupt:
+            pass
         return
     data = _status(campaign_id)
     if as_json:
         emit_json(data)
     else:
-        from dialer.progress import status_table
-
-        console.print(status_table(data))
+        console.print(status_view(data))
 
 
 def _status(campaign_id: int) -> dict[str, Any]:
@@ -194,6 +206,8 @@ def _status(campaign_id: int) -> dict[str, Any]:
 @app.command("list")
 def campaign_list(as_json: JsonOpt = False) -> None:
     """List campaigns with their state and progress."""
+    from dialer.progress import duration, pct
+
     with session() as s:
         rows = [
             reports.campaign_status(session=s, campaign_id=c.id) for c in campaign_service.list_campaigns(session=s)
@@ -202,15 +216,19 @@ def campaign_list(as_json: JsonOpt = False) -> None:
         emit_json(rows)
         return
     table = Table(title="Campaigns")
-    for col in ("id", "name", "state", "leads", "finished", "in call"):
-        table.add_column(col)
+    for col in ("id", "name", "state", "leads", "finished", "done", "contacted", "in call", "dialable now", "ETA"):
+        table.add_column(col, justify="right" if col not in ("name", "state") else "left")
     for r in rows:
         table.add_row(
             str(r["id"]),
             r["name"],
             r["state"],
-            str(r["total_leads"]),
-            str(r["finished_leads"]),
-            str(r["leads"]["in_call"]),
+            f"{r['total_leads']:,}",
+            f"{r['finished_leads']:,}",
+            pct(r["finished_leads"] / r["total_leads"] if r["total_leads"] else 0),
+            f"{r['contacted']:,}",
+            f"{r['leads']['in_call']:,}",
+            f"{r['dialable_now']:,}",
+            duration(r["eta_seconds"]) if r["eta_seconds"] is not None else "-",
         )
     console.print(table)

@@ -54,25 +54,41 @@ def dnc_import(
     file: Annotated[Path, typer.Argument(metavar="FILE")],
     phone_column: Annotated[str | None, typer.Option(help="The column holding the number.")] = None,
     region: Annotated[str, typer.Option(help="Region for national numbers.")] = "GB",
+    encoding: Annotated[str | None, typer.Option(help="Text encoding of a CSV (default: detected).")] = None,
+    sheet: Annotated[str | None, typer.Option(help="XLSX sheet to read (default: the first).")] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Add every number of a CSV file to the do-not-call list."""
+    """Add every number of a CSV or XLSX file (or a bare list) to the do-not-call list."""
     from dialer.importer import ImportFailed, read_numbers
+    from dialer.importing.display import source_line, summary_table
 
     try:
-        rows = read_numbers(path=file, phone_column=phone_column, region=region)
+        rows = read_numbers(path=file, phone_column=phone_column, region=region, encoding=encoding, sheet=sheet)
     except ImportFailed as exc:
         fail(str(exc))
+    added = 0
     with session() as s:
-        added = dnc_service.add_numbers(session=s, numbers=[e for e in rows.valid], reason=f"imported from {file.name}")
-    data = {"total_rows": rows.total, "valid": len(rows.valid), "added": added, "rejected": rows.rejected}
+        # In slices: one INSERT per slice keeps a large list's statements small.
+        for start in range(0, len(rows.valid), 10_000):
+            batch = rows.valid[start : start + 10_000]
+            added += dnc_service.add_numbers(session=s, numbers=batch, reason=f"imported from {file.name}")
+    data = {
+        "filename": file.name,
+        "total_rows": rows.total,
+        "valid": len(rows.valid),
+        "added": added,
+        "already_listed": len(rows.valid) - added,
+        "duplicates": rows.duplicates,
+        "rejected": rows.rejected,
+        "rejects_by_reason": rows.rejects_by_reason,
+        "phone_column": rows.phone_column,
+        "source": rows.source,
+    }
     if as_json:
         emit_json(data)
     else:
-        console.print(
-            f"{data['total_rows']} rows: {added} added, {len(rows.valid) - added} already listed, "
-            f"{rows.rejected} not phone numbers"
-        )
+        console.print(summary_table(f"Do-not-call import: {file.name}", data, kept="added"))
+        console.print(source_line(data), highlight=False)
 
 
 @app.command("list")

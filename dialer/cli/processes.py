@@ -11,7 +11,6 @@ import typer
 
 from dialer.cli.common import JsonOpt, console, emit_json, fail
 from dialer.config import get_settings
-from dialer.logs import configure_logging
 
 services_app = typer.Typer(help="The embedded PostgreSQL and Redis under ./var/.", no_args_is_help=True)
 
@@ -72,11 +71,10 @@ def beat(loglevel: Annotated[str, typer.Option(help="Celery log level.")] = "INF
 def web(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    processes: Annotated[int, typer.Option("--workers", help="Web processes sharing the port.")] = 1,
 ) -> None:
     """Serve the webhook receiver, the REST API and /metrics."""
     import uvicorn
-
-    from dialer.web.app import create_app
 
     settings = get_settings()
     missing = [
@@ -87,8 +85,7 @@ def web(
     if missing:
         fail(f"set {' and '.join(missing)}: the receiver and the API refuse every request without a token")
     _export_urls()
-    configure_logging()
-    uvicorn.run(create_app(), host=host, port=port, log_level="warning")
+    uvicorn.run("dialer.web.app:create_app", factory=True, host=host, port=port, workers=processes, log_level="warning")
 
 
 def simulate(

@@ -4,22 +4,26 @@ from __future__ import annotations
 
 import datetime as dt
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, UploadFile
-from fastapi.responses import PlainTextResponse
+from fastapi import APIRouter, Depends, Form, HTTPException, UploadFile
+from fastapi.responses import HTMLResponse, StreamingResponse
 from pydantic import BaseModel, Field
 
 from dialer import campaigns as campaign_service
 from dialer import dnc as dnc_service
 from dialer import reports
+from dialer.config import get_settings
+from dialer.db import session_scope
+from dialer.models import Campaign
 from dialer.phones import normalise
 from dialer.policy import PolicyError, parse_days, parse_window
 from dialer.states import IllegalTransition
 from dialer.web.deps import DbSession, require_api_token
 
-MAX_UPLOAD_BYTES = 50 * 1024 * 1024
+# Largest lead file accepted by upload_leads (the importer's own limit for files); to become a setting.
 
 router = APIRouter(prefix="", dependencies=[Depends(require_api_token)], tags=["api"])
 
@@ -41,8 +45,131 @@ class CampaignIn(BaseModel):
     call_timeout: int = Field(default=300, ge=10, le=7200)
 
 
-@router.get("/api/campaigns")
+# --- response models of the status and report endpoints (the dictionaries of dialer.reports) -----
+
+
+class AgentsSummaryOut(BaseModel):
+    total: int
+    free: int
+    on_call: int
+    paused: int
+
+
+class PaceOut(BaseModel):
+    since: str
+    leads_per_minute: float
+    calls_per_minute: float
+
+
+class _LiveNumbers(BaseModel):
+    total_leads: int
+    leads: dict[str, int]
+    finished_leads: int
+    open_leads: int
+    contacted: int
+    calls_in_progress: int
+    due_leads: int
+    dialable_now: int
+    blocked_by_reason: dict[str, int]
+    pending_by_reason: dict[str, int]
+    penetration: float
+    pace: PaceOut
+    eta_seconds: int | None
+    eta_at: str | None
+    agents_summary: AgentsSummaryOut
+    generated_at: str
+
+
+class CampaignStatusOut(_LiveNumbers):
+    id: int
+    name: str
+    state: str
+    state_reason: str | None
+
+
+class CampaignSettingsOut(BaseModel):
+    caller_id: str
+    agents: list[str]
+    window: str
+    days: list[int]
+    timezone: str
+    region: str
+    cps: float | None
+    max_attempts: int
+    call_timeout: int
+    retry_policy: dict[str, Any]
+    start_at: str | None
+
+
+class CampaignOut(CampaignStatusOut):
+    settings: CampaignSettingsOut
+
+
+class CampaignRefOut(BaseModel):
+    id: int
+    name: str
+    state: str
+    state_reason: str | None
+    timezone: str
+    created_at: str | None
+    finished_at: str | None
+
+
+class TimelinePointOut(BaseModel):
+    t: str
+    calls: int
+    contacts: int
+
+
+class PassOut(BaseModel):
+    attempt: int
+    calls: int
+    contacts: int
+    contact_rate: float
+
+
+class AgentOut(BaseModel):
+    agent: str
+    name: str | None
+    calls: int
+    contacts: int
+    talk_seconds: int
+    busy_seconds: int
+    idle_seconds: int
+    state: str
+
+
+class ImportJobOut(BaseModel):
+    id: int
+    filename: str
+    total_rows: int
+    accepted: int
+    rejected: int
+    rejects_by_reason: dict[str, int]
+    created_at: str | None
+
+
+class CampaignReportOut(_LiveNumbers):
+    campaign: CampaignRefOut
+    leads_attempted: int
+    attempts: int
+    calls_placed: int
+    outcomes: dict[str, int]
+    hangup_causes: dict[str, int]
+    contact_rate: float
+    answer_rate: float
+    talk_seconds: int
+    avg_talk_seconds: float
+    calls_per_minute: list[TimelinePointOut]
+    calls_per_hour: list[TimelinePointOut]
+    passes: list[PassOut]
+    agents: list[AgentOut]
+    import_jobs: list[ImportJobOut]
+
+
+@router.get("/api/campaigns", response_model=list[CampaignStatusOut])
 def list_campaigns(db: DbSession) -> list[dict[str, Any]]:
+    """Every campaign, newest first, with its live numbers."""
     return [reports.campaign_status(session=db, campaign_id=c.id) for c in campaign_service.list_campaigns(session=db)]
 
 
@@ -67,38 +194,104 @@ def create_campaign(body: CampaignIn, db: DbSession) -> dict[str, Any]:
     return {"id": campaign.id}
 
 
-@router.get("/api/campaigns/{campaign_id}")
+@router.get("/api/campaigns/{campaign_id}", response_model=CampaignOut)
+def get_campaign(campaign_id: int, db: DbSession) -> dict[str, Any]:
+    """One campaign: its live numbers and its settings."""
+    campaign = _or_404(lambda: campaign_service.get_campaign(session=db, campaign_id=campaign_id))
+    return {**reports.campaign_status(session=db, campaign_id=campaign_id), "settings": _settings_of(campaign)}
+
+
+@router.get("/api/campaigns/{campaign_id}/status", response_model=CampaignStatusOut)
 def get_status(campaign_id: int, db: DbSession) -> dict[str, Any]:
+    """The live view: leads by status, dialable and blocked leads, calls in progress, agents, ETA."""
     return _or_404(lambda: reports.campaign_status(session=db, campaign_id=campaign_id))
 
 
-@router.get("/api/campaigns/{campaign_id}/report")
+@router.get("/api/campaigns/{campaign_id}/report", response_model=CampaignReportOut)
 def get_report(campaign_id: int, db: DbSession) -> dict[str, Any]:
+    """The campaign report: every number of the status plus calls, outcomes, rates, timelines, agents."""
     return _or_404(lambda: reports.campaign_report(session=db, campaign_id=campaign_id))
 
 
-@router.get("/api/campaigns/{campaign_id}/report.csv")
-def get_report_csv(campaign_id: int, db: DbSession) -> PlainTextResponse:
-    text = _or_404(lambda: reports.leads_csv(session=db, campaign_id=campaign_id))
-    return PlainTextResponse(text, media_type="text/csv")
+@router.get("/api/campaigns/{campaign_id}/report.csv", response_class=StreamingResponse)
+def get_report_csv(campaign_id: int, db: DbSession) -> StreamingResponse:
+    """The lead-level export for the CRM (one row per lead, formula-safe), streamed."""
+    _or_404(lambda: campaign_service.get_campaign(session=db, campaign_id=campaign_id))
+
+    def chunks() -> Iterator[str]:
+        # Its own session: the request's closes before a long body finishes streaming.
+        with session_scope() as session:
+            yield from reports.iter_leads_csv(session=session, campaign_id=campaign_id)
+
+    return StreamingResponse(
+        chunks(),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="campaign-{campaign_id}-leads.csv"'},
+    )
+
+
+@router.get("/api/campaigns/{campaign_id}/report.html", response_class=HTMLResponse)
+def get_report_html(campaign_id: int, db: DbSession) -> HTMLResponse:
+    """The report as one self-contained HTML page with its charts (no external assets)."""
+    from dialer.web.dashboard import render_report_html
+
+    data = _or_404(lambda: reports.campaign_report(session=db, campaign_id=campaign_id))
+    return HTMLResponse(render_report_html(data))
+
+
+def _settings_of(campaign: Campaign) -> dict[str, Any]:
+    return {
+        "caller_id": campaign.caller_id,
+        "agents": sorted(a.number for a in campaign.agents),
+        "window": f"{campaign.window_start:%H:%M}-{campaign.window_end:%H:%M}",
+        "days": list(campaign.days),
+        "timezone": campaign.timezone,
+        "region": campaign.region,
+        "cps": campaign.cps,
+        "max_attempts": campaign.max_attempts,
+        "call_timeout": campaign.call_timeout,
+        "retry_policy": campaign.retry_policy or {},
+        "start_at": campaign.start_at.isoformat() if campaign.start_at else None,
+    }
 
 
 @router.post("/api/campaigns/{campaign_id}/leads")
-def upload_leads(campaign_id: int, file: UploadFile, db: DbSession) -> dict[str, Any]:
+def upload_leads(
+    campaign_id: int,
+    file: UploadFile,
+    db: DbSession,
+    phone_column: Annotated[str | None, Form()] = None,
+    encoding: Annotated[str | None, Form()] = None,
+    sheet: Annotated[str | None, Form()] = None,
+) -> dict[str, Any]:
+    """Import a CSV or XLSX upload (multipart field `file`) into a campaign; return the import report."""
     from dialer.importer import ImportFailed, import_leads
 
     campaign = _or_404(lambda: campaign_service.get_campaign(session=db, campaign_id=campaign_id))
+    name = Path(file.filename or "upload.csv").name or "upload.csv"
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / Path(file.filename or "upload.csv").name
+        path = Path(tmp) / "upload"
         size = 0
+        limit = get_settings().max_upload_bytes
         with path.open("wb") as out:
             while chunk := file.file.read(1 << 20):
                 size += len(chunk)
-                if size > MAX_UPLOAD_BYTES:
-                    raise HTTPException(status_code=413, detail=f"upload is over {MAX_UPLOAD_BYTES} bytes")
+                if size > limit:
+                    raise HTTPException(
+                        status_code=413, detail=f"{name}: the upload is over the limit of {limit:,} bytes"
+                    )
                 out.write(chunk)
         try:
-            report = import_leads(session=db, campaign=campaign, path=path)
+            report = import_leads(
+                session=db,
+                campaign=campaign,
+                path=path,
+                filename=name,
+                phone_column=phone_column,
+                encoding=encoding,
+                sheet=sheet,
+                max_bytes=limit,
+            )
         except ImportFailed as exc:
             raise HTTPException(status_code=422, detail=str(exc)) from None
     return report.to_dict()

@@ -8,11 +8,11 @@ from typing import Any
 import structlog
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
-from prometheus_client import Counter
 from starlette.concurrency import run_in_threadpool
 
 from dialer.config import Settings, get_settings
 from dialer.db import new_session, session_scope
+from dialer.metrics import WEBHOOKS
 from dialer.web.deps import token_ok
 from dialer.webhooks import (
     WebhookParseError,
@@ -25,7 +25,6 @@ from dialer.webhooks import (
 
 log = structlog.get_logger("dialer.web")
 
-WEBHOOKS = Counter("dialer_webhooks_total", "Webhooks received", ["result"])
 
 router = APIRouter()
 
