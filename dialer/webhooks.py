@@ -124,47 +124,59 @@ def store_event(
     fields: dict[str, Any],
 ) -> StoredEvent:
     """Store the raw event before anything else; a copy only bumps the original's counter."""
-    key = dedupe_key(fields)
-    safe_headers = {k: v for k, v in headers.items() if k.lower() not in SECRET_HEADERS}
-    stmt = (
-        insert(WebhookEvent)
-        .values(
-            dedupe_key=key,
-            method=method.upper(),
-            content_type=(content_type or "")[:200] or None,
-            headers=safe_headers,
-            body=body.decode("utf-8", errors="replace").replace("\x00", "\\x00"),
-            fields=fields,
-            kind=event_kind(fields),
-            custom_identifier=_text(fields.get("custom_identifier"), 64),
-            status="pending",
-            copies=1,
-        )
-        .on_conflict_do_update(index_elements=["dedupe_key"], set_={"copies": WebhookEvent.copies + 1})
-        .returning(WebhookEvent.id, WebhookEvent.copies)
+    return _insert_event(
+        session,
+        key=dedupe_key(fields),
+        method=method,
+        content_type=content_type,
+        headers=headers,
+        body=body,
+        fields=fields,
+        kind=event_kind(fields),
+        custom_identifier=_text(fields.get("custom_identifier"), 64),
+        status="pending",
     )
-    row = session.execute(stmt).one()
-    return StoredEvent(id=int(row[0]), is_new=int(row[1]) == 1)
 
 
 def store_unparseable(
     *, session: Session, method: str, content_type: str | None, headers: dict[str, str], body: bytes, error: str
 ) -> StoredEvent:
     """Keep an authenticated body we cannot read (answered 400): evidence, never a state change."""
-    key = hashlib.sha256(b"unparseable:" + body).hexdigest()
-    safe_headers = {k: v for k, v in headers.items() if k.lower() not in SECRET_HEADERS}
+    return _insert_event(
+        session,
+        key=hashlib.sha256(b"unparseable:" + body).hexdigest(),
+        method=method,
+        content_type=content_type,
+        headers=headers,
+        body=body[:MAX_BODY_BYTES],
+        fields={},
+        status="unparseable",
+        orphan_reason=error[:500],
+    )
+
+
+def _insert_event(
+    session: Session,
+    *,
+    key: str,
+    method: str,
+    content_type: str | None,
+    headers: dict[str, str],
+    body: bytes,
+    **values: Any,
+) -> StoredEvent:
     stmt = (
         insert(WebhookEvent)
         .values(
             dedupe_key=key,
             method=method.upper(),
             content_type=(content_type or "")[:200] or None,
-            headers=safe_headers,
-            body=body[:MAX_BODY_BYTES].decode("utf-8", errors="replace").replace("\x00", "\\x00"),
-            fields={},
-            status="unparseable",
-            orphan_reason=error[:500],
+            # The webhook token never reaches the database.
+            headers={k: v for k, v in headers.items() if k.lower() not in SECRET_HEADERS},
+            # PostgreSQL text cannot hold NUL: it is stored escaped.
+            body=body.decode("utf-8", errors="replace").replace("\x00", "\\x00"),
             copies=1,
+            **values,
         )
         .on_conflict_do_update(index_elements=["dedupe_key"], set_={"copies": WebhookEvent.copies + 1})
         .returning(WebhookEvent.id, WebhookEvent.copies)
