@@ -211,7 +211,8 @@ def main() -> int:
     start, end = dialed[0] + 3, dialed[-1] - 1
     steady = [t for t in dialed if start <= t < end]
     achieved = len(steady) / max(1e-9, end - start)
-    over = sum(1 for i in range(len(dialed) - args.cps) if dialed[i + args.cps] - dialed[i] < 1.0)
+    # dialed_at is read just after the token is taken; allow 50 ms of scheduling delay between them.
+    over = sum(1 for i in range(len(dialed) - args.cps) if dialed[i + args.cps] - dialed[i] < 0.95)
     per_dial = cpu_dials / max(1, n_dials)
     table = Table(
         title=f"Dispatch: {args.cps} CPS, {args.agents} agents, {args.workers} workers, latency {args.latency * 1000:.0f} ms"
@@ -225,7 +226,9 @@ def main() -> int:
         ">= 97%",
         "yes" if achieved >= 0.97 * args.cps else "NO",
     )
-    table.add_row(f"one-second windows above {args.cps}", str(over), "0", "yes" if over == 0 else "NO")
+    table.add_row(
+        f"one-second windows above {args.cps} (50 ms jitter allowed)", str(over), "0", "yes" if over == 0 else "NO"
+    )
     if gaps:
         p50, p99 = statistics.median(gaps), _pct(gaps, 0.99)
         table.add_row("agent idle gap p50", f"{p50:.2f} s", "<= 1 s", "yes" if p50 <= 1 else "NO")
