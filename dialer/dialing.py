@@ -8,6 +8,7 @@ and no transaction is held open across the HTTP call.
 from __future__ import annotations
 
 import datetime as dt
+import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -157,7 +158,9 @@ def record_result(
         attempt.status = transition(ATTEMPT_TRANSITIONS, current, AttemptStatus.QUEUED)
         wait = result.retry_after if result.retry_after is not None else DEFAULT_429_PAUSE
         if result.reason != FailureReason.RATE_LIMITED:
-            wait = min(30.0, 2.0 ** min(attempt.send_count, 5))
+            # Exponential back-off with full jitter, so workers that failed together do not
+            # come back together.
+            wait = random.uniform(0.5, min(30.0, 2.0 ** min(attempt.send_count, 5)))
         return DialOutcome(attempt.status.value, retry_in=wait)
 
     # FAILED: Acefone refused the request, so no call exists. Whose fault decides the consequence.
