@@ -43,6 +43,8 @@ class Settings(BaseSettings):
 
     # Dispatch.
     max_cps: float = Field(default=5.0, gt=0)
+    # Fleet-wide pause after a 429 that carries no Retry-After.
+    rate_limit_pause: float = Field(default=5.0, gt=0)
     pacer_interval: float = Field(default=1.0, gt=0)
     reconcile_interval: float = Field(default=30.0, gt=0)
     reconcile_grace: int = Field(default=120, ge=0)

@@ -131,7 +131,13 @@ def claim_attempt(*, session: Session, attempt_id: int, now: dt.datetime) -> boo
 
 
 def record_result(
-    *, session: Session, attempt_id: int, result: DialResult, now: dt.datetime, wrapup_seconds: int
+    *,
+    session: Session,
+    attempt_id: int,
+    result: DialResult,
+    now: dt.datetime,
+    wrapup_seconds: int,
+    rate_limit_pause: float = DEFAULT_429_PAUSE,
 ) -> DialOutcome:
     """Store what Acefone answered and take its consequence (invariant 2)."""
     attempt = session.get(CallAttempt, attempt_id, with_for_update=True)
@@ -156,7 +162,7 @@ def record_result(
     if result.kind == ResultKind.RETRY:
         # Provably not placed: the same attempt goes out again, nothing is charged.
         attempt.status = transition(ATTEMPT_TRANSITIONS, current, AttemptStatus.QUEUED)
-        wait = result.retry_after if result.retry_after is not None else DEFAULT_429_PAUSE
+        wait = result.retry_after if result.retry_after is not None else rate_limit_pause
         if result.reason != FailureReason.RATE_LIMITED:
             # Exponential back-off with full jitter, so workers that failed together do not
             # come back together.
@@ -204,6 +210,7 @@ def place_call(
     client: Dialer,
     limiter: Limiter,
     wrapup_seconds: int,
+    rate_limit_pause: float = DEFAULT_429_PAUSE,
     clock: Callable[[], dt.datetime] = _utcnow,
 ) -> DialOutcome:
     """Dial one attempt: gates, token, committed claim, request, result - three short transactions."""
@@ -231,10 +238,15 @@ def place_call(
     result = client.click_to_call(request)
     metrics.count_dial_result(kind=result.kind.value, reason=result.reason.value if result.reason else None)
     if result.reason == FailureReason.RATE_LIMITED:
-        limiter.pause_fleet(result.retry_after if result.retry_after is not None else DEFAULT_429_PAUSE)
+        limiter.pause_fleet(result.retry_after if result.retry_after is not None else rate_limit_pause)
     with sessions() as session, session.begin():
         outcome = record_result(
-            session=session, attempt_id=attempt_id, result=result, now=clock(), wrapup_seconds=wrapup_seconds
+            session=session,
+            attempt_id=attempt_id,
+            result=result,
+            now=clock(),
+            wrapup_seconds=wrapup_seconds,
+            rate_limit_pause=rate_limit_pause,
         )
     log.info(
         "dial",

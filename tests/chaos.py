@@ -226,6 +226,8 @@ def run_chaos(cfg: ChaosConfig, work: Path, say: Any = print) -> ChaosReport:
         DIALER_RECONCILE_GRACE="8",
         DIALER_REQUEUE_AFTER="15",
         DIALER_AGENT_WRAPUP_SECONDS="0",
+        # Every 429 pauses the whole fleet; without Retry-After for 1 s here (5 s by default).
+        DIALER_RATE_LIMIT_PAUSE="1",
     )
     scenario = {
         "seed": cfg.seed,
@@ -294,7 +296,7 @@ def run_chaos(cfg: ChaosConfig, work: Path, say: Any = print) -> ChaosReport:
         fleet.start("simulator", "simulate", "--port", str(sim_port), "--scenario", str(work / "scenario.json"))
         web = fleet.start("web", "web", "--port", str(web_port))
         workers = [
-            fleet.start(f"worker-{i}", "worker", "--concurrency", "2", "--loglevel", "WARNING")
+            fleet.start(f"worker-{i}", "worker", "--concurrency", "3", "--loglevel", "WARNING")
             for i in range(cfg.workers)
         ]
         fleet.start("beat-1", "beat", "--loglevel", "WARNING")
@@ -316,7 +318,7 @@ def run_chaos(cfg: ChaosConfig, work: Path, say: Any = print) -> ChaosReport:
                 fleet.kill(victim)
                 workers.remove(victim)
                 workers.append(
-                    fleet.start(f"worker-{spawned}", "worker", "--concurrency", "2", "--loglevel", "WARNING")
+                    fleet.start(f"worker-{spawned}", "worker", "--concurrency", "3", "--loglevel", "WARNING")
                 )
                 spawned += 1
                 next_kill = t + cfg.kill_every

@@ -65,6 +65,7 @@ def place_call(self: Task, attempt_id: int) -> str:
         client=_client(),
         limiter=_limiter(),
         wrapup_seconds=get_settings().agent_wrapup_seconds,
+        rate_limit_pause=get_settings().rate_limit_pause,
     )
     if outcome.retry_in is not None:
         place_call.apply_async((attempt_id,), countdown=min(outcome.retry_in, MAX_COUNTDOWN))

@@ -25,7 +25,25 @@ from dialer.web.deps import DbSession, require_api_token
 
 # Largest lead file accepted by upload_leads (the importer's own limit for files); to become a setting.
 
-router = APIRouter(prefix="", dependencies=[Depends(require_api_token)], tags=["api"])
+
+class ErrorOut(BaseModel):
+    """The body of every refusal this API raises itself: `{"detail": "why"}`."""
+
+    detail: str
+
+
+class InvalidOut(BaseModel):
+    """A 422: FastAPI's list of field errors for a malformed request, or our own one-line reason."""
+
+    detail: str | list[dict[str, Any]]
+
+
+def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    # Declared per route so the OpenAPI document lists every status code the route really returns.
+    return {code: {"model": InvalidOut if code == 422 else ErrorOut} for code in codes}
+
+
+router = APIRouter(prefix="", dependencies=[Depends(require_api_token)], tags=["api"], responses=_errors(401))
 
 
 def _utcnow() -> dt.datetime:
@@ -43,6 +61,30 @@ class CampaignIn(BaseModel):
     timezone: str = "Europe/London"
     region: str = Field(default="GB", min_length=2, max_length=2)
     call_timeout: int = Field(default=300, ge=10, le=7200)
+
+
+class CreatedOut(BaseModel):
+    id: int
+
+
+class ControlOut(BaseModel):
+    id: int
+    state: str
+
+
+class DncOut(BaseModel):
+    phone: str
+    reason: str | None
+    added_at: str
+
+
+class DncAddedOut(BaseModel):
+    added: int
+
+
+class CallbackOut(BaseModel):
+    lead_id: int
+    callback_at: str | None
 
 
 # --- response models of the status and report endpoints (the dictionaries of dialer.reports) -----
@@ -173,7 +215,7 @@ def list_campaigns(db: DbSession) -> list[dict[str, Any]]:
     return [reports.campaign_status(session=db, campaign_id=c.id) for c in campaign_service.list_campaigns(session=db)]
 
 
-@router.post("/api/campaigns", status_code=201)
+@router.post("/api/campaigns", status_code=201, response_model=CreatedOut, responses=_errors(422))
 def create_campaign(body: CampaignIn, db: DbSession) -> dict[str, Any]:
     try:
         campaign = campaign_service.create_campaign(
@@ -194,26 +236,30 @@ def create_campaign(body: CampaignIn, db: DbSession) -> dict[str, Any]:
     return {"id": campaign.id}
 
 
-@router.get("/api/campaigns/{campaign_id}", response_model=CampaignOut)
+@router.get("/api/campaigns/{campaign_id}", response_model=CampaignOut, responses=_errors(404, 422))
 def get_campaign(campaign_id: int, db: DbSession) -> dict[str, Any]:
     """One campaign: its live numbers and its settings."""
     campaign = _or_404(lambda: campaign_service.get_campaign(session=db, campaign_id=campaign_id))
     return {**reports.campaign_status(session=db, campaign_id=campaign_id), "settings": _settings_of(campaign)}
 
 
-@router.get("/api/campaigns/{campaign_id}/status", response_model=CampaignStatusOut)
+@router.get("/api/campaigns/{campaign_id}/status", response_model=CampaignStatusOut, responses=_errors(404, 422))
 def get_status(campaign_id: int, db: DbSession) -> dict[str, Any]:
     """The live view: leads by status, dialable and blocked leads, calls in progress, agents, ETA."""
     return _or_404(lambda: reports.campaign_status(session=db, campaign_id=campaign_id))
 
 
-@router.get("/api/campaigns/{campaign_id}/report", response_model=CampaignReportOut)
+@router.get("/api/campaigns/{campaign_id}/report", response_model=CampaignReportOut, responses=_errors(404, 422))
 def get_report(campaign_id: int, db: DbSession) -> dict[str, Any]:
     """The campaign report: every number of the status plus calls, outcomes, rates, timelines, agents."""
     return _or_404(lambda: reports.campaign_report(session=db, campaign_id=campaign_id))
 
 
-@router.get("/api/campaigns/{campaign_id}/report.csv", response_class=StreamingResponse)
+@router.get(
+    "/api/campaigns/{campaign_id}/report.csv",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/csv": {}}, "description": "One row per lead."}, **_errors(404, 422)},
+)
 def get_report_csv(campaign_id: int, db: DbSession) -> StreamingResponse:
     """The lead-level export for the CRM (one row per lead, formula-safe), streamed."""
     _or_404(lambda: campaign_service.get_campaign(session=db, campaign_id=campaign_id))
@@ -230,7 +276,7 @@ def get_report_csv(campaign_id: int, db: DbSession) -> StreamingResponse:
     )
 
 
-@router.get("/api/campaigns/{campaign_id}/report.html", response_class=HTMLResponse)
+@router.get("/api/campaigns/{campaign_id}/report.html", response_class=HTMLResponse, responses=_errors(404, 422))
 def get_report_html(campaign_id: int, db: DbSession) -> HTMLResponse:
     """The report as one self-contained HTML page with its charts (no external assets)."""
     from dialer.web.dashboard import render_report_html
@@ -255,7 +301,7 @@ def _settings_of(campaign: Campaign) -> dict[str, Any]:
     }
 
 
-@router.post("/api/campaigns/{campaign_id}/leads")
+@router.post("/api/campaigns/{campaign_id}/leads", responses=_errors(404, 413, 422))
 def upload_leads(
     campaign_id: int,
     file: UploadFile,
@@ -297,7 +343,7 @@ def upload_leads(
     return report.to_dict()
 
 
-@router.get("/api/dnc")
+@router.get("/api/dnc", response_model=list[DncOut])
 def list_dnc(db: DbSession) -> list[dict[str, Any]]:
     return [
         {"phone": n.phone_e164, "reason": n.reason, "added_at": n.added_at.isoformat()}
@@ -305,7 +351,7 @@ def list_dnc(db: DbSession) -> list[dict[str, Any]]:
     ]
 
 
-@router.post("/api/dnc")
+@router.post("/api/dnc", response_model=DncAddedOut, responses=_errors(422))
 def add_dnc(numbers: list[str], db: DbSession) -> dict[str, Any]:
     parsed = [normalise(n, "GB") for n in numbers]
     bad = [n for n, p in zip(numbers, parsed, strict=True) if p.e164 is None]
@@ -316,7 +362,7 @@ def add_dnc(numbers: list[str], db: DbSession) -> dict[str, Any]:
 
 
 # Registered last: the catch-all {action} must not shadow /leads.
-@router.post("/api/campaigns/{campaign_id}/{action}")
+@router.post("/api/campaigns/{campaign_id}/{action}", response_model=ControlOut, responses=_errors(404, 409, 422))
 def control(campaign_id: int, action: str, db: DbSession) -> dict[str, Any]:
     actions = {
         "start": lambda: campaign_service.start_campaign(session=db, campaign_id=campaign_id, now=_utcnow()),
@@ -347,7 +393,7 @@ def get_events(db: DbSession, orphans: bool = False, limit: int = 100) -> list[d
     return list_events(session=db, status="orphan" if orphans else None, limit=max(1, min(limit, 1000)))
 
 
-@router.post("/api/leads/{lead_id}/callback")
+@router.post("/api/leads/{lead_id}/callback", response_model=CallbackOut, responses=_errors(404, 422))
 def post_callback(lead_id: int, at: str, db: DbSession) -> dict[str, Any]:
     """Schedule a callback for a pending lead (`at`: ISO time; naive = the campaign's zone)."""
     from dialer.leads import LeadNotFound, schedule_callback
