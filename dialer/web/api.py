@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+import pathlib
 import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Form, HTTPException, UploadFile
+from fastapi import APIRouter, Depends, Form, HTTPException, Path, UploadFile
 from fastapi.responses import HTMLResponse, StreamingResponse
 from pydantic import BaseModel, Field
 
@@ -40,7 +40,19 @@ class InvalidOut(BaseModel):
 
 def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     # Declared per route so the OpenAPI document lists every status code the route really returns.
-    return {code: {"model": InvalidOut if code == 422 else ErrorOut} for code in codes}
+    # Spelled out as JSON: with a `model`, FastAPI would file them under an HTML route's text/html.
+    return {
+        code: {
+            "description": "Refused",
+            "content": {"application/json": {"schema": (InvalidOut if code == 422 else ErrorOut).model_json_schema()}},
+        }
+        for code in codes
+    }
+
+
+# Beyond the id columns' range (campaigns.id is int4, leads.id int8) a lookup is a database error, not a 404.
+CampaignId = Annotated[int, Path(ge=1, le=2**31 - 1)]
+LeadId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 
 
 router = APIRouter(prefix="", dependencies=[Depends(require_api_token)], tags=["api"], responses=_errors(401))
@@ -215,7 +227,7 @@ def list_campaigns(db: DbSession) -> list[dict[str, Any]]:
     return [reports.campaign_status(session=db, campaign_id=c.id) for c in campaign_service.list_campaigns(session=db)]
 
 
-@router.post("/api/campaigns", status_code=201, response_model=CreatedOut, responses=_errors(422))
+@router.post("/api/campaigns", status_code=201, response_model=CreatedOut, responses=_errors(400, 422))
 def create_campaign(body: CampaignIn, db: DbSession) -> dict[str, Any]:
     try:
         campaign = campaign_service.create_campaign(
@@ -237,20 +249,20 @@ def create_campaign(body: CampaignIn, db: DbSession) -> dict[str, Any]:
 
 
 @router.get("/api/campaigns/{campaign_id}", response_model=CampaignOut, responses=_errors(404, 422))
-def get_campaign(campaign_id: int, db: DbSession) -> dict[str, Any]:
+def get_campaign(campaign_id: CampaignId, db: DbSession) -> dict[str, Any]:
     """One campaign: its live numbers and its settings."""
     campaign = _or_404(lambda: campaign_service.get_campaign(session=db, campaign_id=campaign_id))
     return {**reports.campaign_status(session=db, campaign_id=campaign_id), "settings": _settings_of(campaign)}
 
 
 @router.get("/api/campaigns/{campaign_id}/status", response_model=CampaignStatusOut, responses=_errors(404, 422))
-def get_status(campaign_id: int, db: DbSession) -> dict[str, Any]:
+def get_status(campaign_id: CampaignId, db: DbSession) -> dict[str, Any]:
     """The live view: leads by status, dialable and blocked leads, calls in progress, agents, ETA."""
     return _or_404(lambda: reports.campaign_status(session=db, campaign_id=campaign_id))
 
 
 @router.get("/api/campaigns/{campaign_id}/report", response_model=CampaignReportOut, responses=_errors(404, 422))
-def get_report(campaign_id: int, db: DbSession) -> dict[str, Any]:
+def get_report(campaign_id: CampaignId, db: DbSession) -> dict[str, Any]:
     """The campaign report: every number of the status plus calls, outcomes, rates, timelines, agents."""
     return _or_404(lambda: reports.campaign_report(session=db, campaign_id=campaign_id))
 
@@ -260,7 +272,7 @@ def get_report(campaign_id: int, db: DbSession) -> dict[str, Any]:
     response_class=StreamingResponse,
     responses={200: {"content": {"text/csv": {}}, "description": "One row per lead."}, **_errors(404, 422)},
 )
-def get_report_csv(campaign_id: int, db: DbSession) -> StreamingResponse:
+def get_report_csv(campaign_id: CampaignId, db: DbSession) -> StreamingResponse:
     """The lead-level export for the CRM (one row per lead, formula-safe), streamed."""
     _or_404(lambda: campaign_service.get_campaign(session=db, campaign_id=campaign_id))
 
@@ -277,7 +289,7 @@ def get_report_csv(campaign_id: int, db: DbSession) -> StreamingResponse:
 
 
 @router.get("/api/campaigns/{campaign_id}/report.html", response_class=HTMLResponse, responses=_errors(404, 422))
-def get_report_html(campaign_id: int, db: DbSession) -> HTMLResponse:
+def get_report_html(campaign_id: CampaignId, db: DbSession) -> HTMLResponse:
     """The report as one self-contained HTML page with its charts (no external assets)."""
     from dialer.web.dashboard import render_report_html
 
@@ -301,9 +313,9 @@ def _settings_of(campaign: Campaign) -> dict[str, Any]:
     }
 
 
-@router.post("/api/campaigns/{campaign_id}/leads", responses=_errors(404, 413, 422))
+@router.post("/api/campaigns/{campaign_id}/leads", responses=_errors(400, 404, 413, 422))
 def upload_leads(
-    campaign_id: int,
+    campaign_id: CampaignId,
     file: UploadFile,
     db: DbSession,
     phone_column: Annotated[str | None, Form()] = None,
@@ -314,9 +326,9 @@ def upload_leads(
     from dialer.importer import ImportFailed, import_leads
 
     campaign = _or_404(lambda: campaign_service.get_campaign(session=db, campaign_id=campaign_id))
-    name = Path(file.filename or "upload.csv").name or "upload.csv"
+    name = pathlib.Path(file.filename or "upload.csv").name or "upload.csv"
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "upload"
+        path = pathlib.Path(tmp) / "upload"
         size = 0
         limit = get_settings().max_upload_bytes
         with path.open("wb") as out:
@@ -351,7 +363,7 @@ def list_dnc(db: DbSession) -> list[dict[str, Any]]:
     ]
 
 
-@router.post("/api/dnc", response_model=DncAddedOut, responses=_errors(422))
+@router.post("/api/dnc", response_model=DncAddedOut, responses=_errors(400, 422))
 def add_dnc(numbers: list[str], db: DbSession) -> dict[str, Any]:
     parsed = [normalise(n, "GB") for n in numbers]
     bad = [n for n, p in zip(numbers, parsed, strict=True) if p.e164 is None]
@@ -363,7 +375,7 @@ def add_dnc(numbers: list[str], db: DbSession) -> dict[str, Any]:
 
 # Registered last: the catch-all {action} must not shadow /leads.
 @router.post("/api/campaigns/{campaign_id}/{action}", response_model=ControlOut, responses=_errors(404, 409, 422))
-def control(campaign_id: int, action: str, db: DbSession) -> dict[str, Any]:
+def control(campaign_id: CampaignId, action: str, db: DbSession) -> dict[str, Any]:
     actions = {
         "start": lambda: campaign_service.start_campaign(session=db, campaign_id=campaign_id, now=_utcnow()),
         "pause": lambda: campaign_service.pause_campaign(session=db, campaign_id=campaign_id),
@@ -394,7 +406,7 @@ def get_events(db: DbSession, orphans: bool = False, limit: int = 100) -> list[d
 
 
 @router.post("/api/leads/{lead_id}/callback", response_model=CallbackOut, responses=_errors(404, 422))
-def post_callback(lead_id: int, at: str, db: DbSession) -> dict[str, Any]:
+def post_callback(lead_id: LeadId, at: str, db: DbSession) -> dict[str, Any]:
     """Schedule a callback for a pending lead (`at`: ISO time; naive = the campaign's zone)."""
     from dialer.leads import LeadNotFound, schedule_callback
     from dialer.models import Campaign, Lead
