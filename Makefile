@@ -39,6 +39,9 @@ bench: $(STAMP) ## Import vs psql \copy, report latency on 1M leads, webhook ing
 chaos: $(STAMP) ## The full chaos run: 5,000 leads, 50 agents, killed workers, restarted servers
 	$(BIN)/python tests/chaos.py --leads 5000 --agents 50
 
+fuzz: $(STAMP) ## 10,000 generated webhooks per property (make test runs 150)
+	DIALER_FUZZ_EXAMPLES=10000 $(BIN)/pytest -q tests/test_webhook_fuzz.py
+
 services-stop: $(STAMP) ## Stop the embedded PostgreSQL and Redis of this checkout
 	$(BIN)/dialer services stop
 
@@ -46,4 +49,4 @@ clean: ## Remove the virtualenv and var/ (stops the embedded servers first)
 	-$(BIN)/dialer services stop
 	rm -rf $(VENV) var
 
-.PHONY: help install demo test lint bench chaos services-stop clean
+.PHONY: help install demo test lint bench chaos fuzz services-stop clean
