@@ -182,9 +182,16 @@ class AcefoneClient:
         raise AssertionError("unreachable")
 
     def call_records(
-        self, *, start: dt.datetime, end: dt.datetime, account_tz: str, page: int = 1, limit: int = 100
+        self,
+        *,
+        start: dt.datetime,
+        end: dt.datetime,
+        account_tz: str,
+        page: int = 1,
+        limit: int = 100,
+        number: str | None = None,
     ) -> CallRecords:
-        """GET /v1/call/records for a time range (account zone); raise RecordsUnavailable when refused."""
+        """GET /v1/call/records for a time range (account zone), optionally one customer number."""
         zone = ZoneInfo(account_tz)
         params: dict[str, str | int] = {
             "from_date": start.astimezone(zone).strftime("%Y-%m-%d %H:%M:%S"),
@@ -192,6 +199,8 @@ class AcefoneClient:
             "page": page,
             "limit": limit,
         }
+        if number:
+            params["callerid"] = number.lstrip("+")
         try:
             token = self._tokens.token()
             response = self._http.get(CALL_RECORDS_PATH, params=params, headers={"Authorization": f"Bearer {token}"})

@@ -16,20 +16,28 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from dialer.acefone import CallRecords, RecordsUnavailable
-from dialer.models import CallAttempt, Campaign
+from dialer.models import CallAttempt, Campaign, Lead
 from dialer.outcomes import settle_attempt
 from dialer.states import ATTEMPT_FINAL, ATTEMPT_LIVE, AttemptStatus
 from dialer.webhooks import hangup_outcome, parse_stamp
 
 # Without a CDR answer, wait this many graces before calling a call lost.
 CDR_PATIENCE = 3
-MAX_CDR_PAGES = 10
+MAX_CDR_PAGES = 5
 CDR_PAGE_SIZE = 100
+MAX_LOOKUPS = 30
 
 
 class RecordsSource(Protocol):
     def call_records(
-        self, *, start: dt.datetime, end: dt.datetime, account_tz: str, page: int = 1, limit: int = 100
+        self,
+        *,
+        start: dt.datetime,
+        end: dt.datetime,
+        account_tz: str,
+        page: int = 1,
+        limit: int = 100,
+        number: str | None = None,
     ) -> CallRecords: ...
 
 
@@ -39,6 +47,7 @@ class Overdue:
     keys: tuple[str, ...]
     started: dt.datetime
     deadline: dt.datetime
+    number: str = ""
 
 
 @dataclass
@@ -63,38 +72,36 @@ def find_overdue(*, session: Session, now: dt.datetime, grace_seconds: int, limi
             CallAttempt.uuid,
             started,
             deadline,
+            Lead.phone_e164,
         )
         .join(Campaign, Campaign.id == CallAttempt.campaign_id)
+        .join(Lead, Lead.id == CallAttempt.lead_id)
         .where(CallAttempt.status.in_(list(ATTEMPT_LIVE)), deadline < now)
         .order_by(CallAttempt.id)
         .limit(limit)
     ).all()
-    return [Overdue(int(r[0]), tuple(str(k) for k in r[1:5] if k), r[5], r[6]) for r in rows]
+    return [Overdue(int(r[0]), tuple(str(k) for k in r[1:5] if k), r[5], r[6], r[7]) for r in rows]
 
 
-def fetch_records(
-    *, source: RecordsSource, overdue: list[Overdue], now: dt.datetime, account_tz: str
-) -> dict[str, dict[str, Any]]:
-    """Read the CDR around the overdue calls; index each record by every id it carries.
+def lookup_record(*, source: RecordsSource, item: Overdue, now: dt.datetime, account_tz: str) -> dict[str, Any] | None:
+    """Find one overdue call in the CDR: the records for its number around its time, matched by id.
 
-    Raises RecordsUnavailable when the CDR cannot be read whole (refused, or more pages than one
-    run may fetch): a call missing from a partial read must not be declared lost.
+    Raises RecordsUnavailable when the CDR cannot be read whole for that number (refused, or more
+    pages than one lookup may read): a call missing from a partial read must not be declared lost.
     """
-    start = min(o.started for o in overdue) - dt.timedelta(minutes=1)
-    end = min(now, max(o.deadline for o in overdue) + dt.timedelta(minutes=1))
-    index: dict[str, dict[str, Any]] = {}
-    for page in range(1, MAX_CDR_PAGES + 2):
-        if page > MAX_CDR_PAGES:
-            raise RecordsUnavailable(f"more than {MAX_CDR_PAGES * CDR_PAGE_SIZE} records to read")
-        records = source.call_records(start=start, end=end, account_tz=account_tz, page=page, limit=CDR_PAGE_SIZE)
+    start = item.started - dt.timedelta(minutes=1)
+    end = min(now, item.deadline + dt.timedelta(minutes=1))
+    keys = set(item.keys)
+    for page in range(1, MAX_CDR_PAGES + 1):
+        records = source.call_records(
+            start=start, end=end, account_tz=account_tz, page=page, limit=CDR_PAGE_SIZE, number=item.number
+        )
         for record in records.results:
-            for key in ("custom_identifier", "ref_id", "call_id", "uuid"):
-                value = record.get(key)
-                if value and not str(value).startswith("$"):
-                    index[str(value)] = record
+            if any(str(record.get(k) or "") in keys for k in ("custom_identifier", "ref_id", "call_id", "uuid")):
+                return record
         if len(records.results) < CDR_PAGE_SIZE or page * CDR_PAGE_SIZE >= records.count:
-            break
-    return index
+            return None
+    raise RecordsUnavailable(f"more than {MAX_CDR_PAGES * CDR_PAGE_SIZE} records for one number")
 
 
 def settle_from_record(
@@ -160,18 +167,18 @@ def reconcile(
     result = ReconcileResult()
     with sessions() as session, session.begin():
         overdue = find_overdue(session=session, now=now, grace_seconds=grace_seconds)
-    index: dict[str, dict[str, Any]] = {}
-    cdr_answered = source is None
-    if overdue and source is not None:
-        # No transaction is open across this HTTP call.
-        try:
-            index = fetch_records(source=source, overdue=overdue, now=now, account_tz=account_tz)
-            cdr_answered = True
-        except RecordsUnavailable as exc:
-            result.cdr_error = str(exc)
     patience = dt.timedelta(seconds=grace_seconds * (CDR_PATIENCE - 1))
-    for item in overdue:
-        record = next((index[k] for k in item.keys if k in index), None)
+    for n, item in enumerate(overdue):
+        # One small lookup per call, at most MAX_LOOKUPS a run (the CDR rate-limits aggressively);
+        # no transaction is open across these HTTP calls.
+        record: dict[str, Any] | None = None
+        cdr_answered = source is None
+        if source is not None and n < MAX_LOOKUPS and result.cdr_error is None:
+            try:
+                record = lookup_record(source=source, item=item, now=now, account_tz=account_tz)
+                cdr_answered = True
+            except RecordsUnavailable as exc:
+                result.cdr_error = str(exc)
         with sessions() as session, session.begin():
             if record is not None:
                 if settle_from_record(

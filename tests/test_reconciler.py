@@ -28,13 +28,21 @@ class FakeCdr:
         self.calls: list[dict[str, Any]] = []
 
     def call_records(
-        self, *, start: dt.datetime, end: dt.datetime, account_tz: str, page: int = 1, limit: int = 100
+        self,
+        *,
+        start: dt.datetime,
+        end: dt.datetime,
+        account_tz: str,
+        page: int = 1,
+        limit: int = 100,
+        number: str | None = None,
     ) -> CallRecords:
-        self.calls.append({"start": start, "end": end, "page": page})
+        self.calls.append({"start": start, "end": end, "page": page, "number": number})
         if self.fail:
             raise RecordsUnavailable("HTTP 429", retry_after=10)
-        chunk = self.records[(page - 1) * limit : page * limit]
-        return CallRecords(results=chunk, count=len(self.records))
+        mine = [r for r in self.records if number is None or r.get("client_number") == number]
+        chunk = mine[(page - 1) * limit : page * limit]
+        return CallRecords(results=chunk, count=len(mine))
 
 
 def _seed(engine: sa.Engine, status: AttemptStatus = AttemptStatus.ORIGINATED) -> tuple[int, int, int]:
@@ -68,9 +76,12 @@ def test_a_call_not_yet_overdue_is_left_alone(clean_db: sa.Engine) -> None:
 def test_a_silent_call_is_settled_from_its_cdr_record(clean_db: sa.Engine) -> None:
     attempt_id, lead_id, agent_id = _seed(clean_db)
     with Session(clean_db) as s:
-        identifier = s.get(CallAttempt, attempt_id).custom_identifier  # type: ignore[union-attr]
+        attempt = s.get(CallAttempt, attempt_id)
+        assert attempt is not None
+        identifier, number = attempt.custom_identifier, attempt.lead.phone_e164
     record = {
         "custom_identifier": identifier,
+        "client_number": number,
         "status": "answered",
         "hangup_cause": "NORMAL_CLEARING",
         "billsec": "42",
@@ -78,9 +89,12 @@ def test_a_silent_call_is_settled_from_its_cdr_record(clean_db: sa.Engine) -> No
         "recording_url": "https://rec.example/1.mp3",
         "end_stamp": "2026-04-08 16:36:00",
     }
-    others = [{"custom_identifier": f"c9-l9-a{i}", "status": "missed"} for i in range(1, 150)]
-    result = _run(FakeCdr([*others, record]), OVERDUE)
+    # The same number rang for other campaigns too: more than a page of records to read through.
+    others = [{"custom_identifier": f"c9-l9-a{i}", "client_number": number, "status": "missed"} for i in range(150)]
+    cdr = FakeCdr([*others, record])
+    result = _run(cdr, OVERDUE)
     assert result.settled_from_cdr == [attempt_id] and result.lost == []
+    assert {c["number"] for c in cdr.calls} == {number} and len(cdr.calls) == 2  # one lookup, two pages
     attempt = _load(clean_db, CallAttempt, attempt_id)
     assert (attempt.status, attempt.billsec) == (AttemptStatus.COMPLETED, 42)
     assert attempt.ended_at == dt.datetime(2026, 4, 8, 11, 6, tzinfo=dt.UTC)  # IST stamp read as UTC
