@@ -223,14 +223,12 @@ def hangup_outcome(fields: dict[str, Any]) -> AttemptStatus:
         or bool(fields.get("answered_agent"))
         or bool(fields.get("answer_agent_number") or fields.get("answered_agent_number"))
     )
-    # Only positive evidence says the agent missed: a busy or unanswered customer must never be
-    # read as agent_missed, which is not charged and would be redialled forever.
-    ring = fields.get("customer_ring_time")
+    # Only positive evidence says the agent missed: a busy, unanswered or failed customer leg must
+    # never be read as agent_missed, which is not charged and would be dialled again. (A customer
+    # ring time of 0 is no such evidence: an unallocated number never rings either; the chaos run
+    # caught CDR records settled that way.)
     agent_missed = (
-        str(fields.get("call_connected") or "") == "0"
-        or bool(fields.get("missed_agent"))
-        or "agent" in reason
-        or (ring is not None and _int(ring) == 0)
+        str(fields.get("call_connected") or "") == "0" or bool(fields.get("missed_agent")) or "agent" in reason
     )
     if not agent_connected and agent_missed:
         return AttemptStatus.AGENT_MISSED

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 from factories import WED_NOON_LONDON, add_leads, agents_of, make_attempt, make_campaign
 from sqlalchemy.orm import Session
@@ -14,6 +15,7 @@ from dialer.db import new_session
 from dialer.models import Agent, CallAttempt, Lead
 from dialer.reconciler import reconcile
 from dialer.states import AttemptStatus, LeadStatus
+from dialer.webhooks import hangup_outcome
 
 DIALED = WED_NOON_LONDON
 GRACE = 60
@@ -128,3 +130,50 @@ def test_stranded_queued_attempts_are_published_again(clean_db: sa.Engine) -> No
         s.execute(sa.update(CallAttempt).values(created_at=DIALED))
     assert _run(None, DIALED + dt.timedelta(seconds=30)).republish == []
     assert _run(None, DIALED + dt.timedelta(seconds=91)).republish == [attempt_id]
+
+
+@pytest.mark.parametrize(
+    ("record", "expected"),
+    [
+        # Shapes of /v1/call/records rows: no call_connected, no answered_agent, ring times as numbers.
+        (
+            {
+                "status": "missed",
+                "hangup_cause": "UNALLOCATED_NUMBER",
+                "reason_key": "Call Failed",
+                "customer_ring_time": 0,
+                "agent_ring_time": 4,
+            },
+            AttemptStatus.FAILED,
+        ),
+        (
+            {
+                "status": "missed",
+                "hangup_cause": "NO_ANSWER",
+                "reason_key": "noanswer",
+                "customer_ring_time": 30,
+                "agent_ring_time": 3,
+            },
+            AttemptStatus.NO_ANSWER,
+        ),
+        (
+            {
+                "status": "missed",
+                "hangup_cause": "NO_ANSWER",
+                "reason_key": "Agent Missed",
+                "customer_ring_time": 0,
+                "agent_ring_time": 20,
+            },
+            AttemptStatus.AGENT_MISSED,
+        ),
+        (
+            {"status": "missed", "hangup_cause": "USER_BUSY", "reason_key": "busy", "customer_ring_time": 0},
+            AttemptStatus.BUSY,
+        ),
+    ],
+)
+def test_cdr_rows_are_classified_like_their_hangups(record: dict[str, Any], expected: AttemptStatus) -> None:
+    # Regression (chaos run): a failed call's CDR row (customer never rang) was read as agent_missed,
+    # which is not charged, so the lead was dialled once more than the policy allows.
+    fields = {**record, "call_status": record["status"], "hangup_cause_key": record["hangup_cause"]}
+    assert hangup_outcome(fields) == expected
