@@ -37,7 +37,7 @@ from sqlalchemy.engine import make_url
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from dialer.demo import Fleet, fleet_env, free_port, wait_http  # noqa: E402
+from dialer.fleet import Fleet, fleet_env, free_port, wait_http  # noqa: E402
 
 
 def _cpu(procs: list[subprocess.Popen[bytes]]) -> float:

@@ -34,7 +34,7 @@ from sqlalchemy.engine import make_url
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from dialer.demo import free_port  # noqa: E402
+from dialer.fleet import free_port  # noqa: E402
 
 TOKEN = "bench-webhook-token"  # noqa: S105 - a throwaway token for a local benchmark
 

@@ -34,7 +34,7 @@ import sqlalchemy as sa
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from dialer.demo import Fleet, fleet_env, free_port, wait_http  # noqa: E402
+from dialer.fleet import Fleet, fleet_env, free_port, wait_http  # noqa: E402
 
 WINDOW = (dt.time(9), dt.time(20))
 ZONES = [

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from dialer.campaigns import create_campaign, start_campaign
 from dialer.db import session_scope
-from dialer.demo import Fleet, fleet_env, free_port, wait_http
+from dialer.fleet import Fleet, fleet_env, free_port, wait_http
 from dialer.models import CallAttempt, Lead
 from dialer.pacing import pace_campaigns
 from dialer.policy import retry_delay_policy

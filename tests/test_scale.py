@@ -13,7 +13,7 @@ from test_e2e import _campaign, _wait_for
 
 from dialer.campaigns import start_campaign
 from dialer.db import session_scope
-from dialer.demo import Fleet, fleet_env, free_port, wait_http
+from dialer.fleet import Fleet, fleet_env, free_port, wait_http
 from dialer.models import CallAttempt
 
 pytestmark = pytest.mark.integration
