@@ -34,7 +34,6 @@ import numpy as np
 import psycopg
 from sqlalchemy.orm import Session
 
-from dialer.config import get_settings
 from dialer.importing import ImportFailed
 from dialer.importing.columns import PHONE_COLUMNS, Columns, find_phone_column, map_columns
 from dialer.importing.fields import canonical_zone, json_objects, parse_callback, parse_priority, per_value, stripped
@@ -135,7 +134,7 @@ def import_leads(
         name=filename,
         encoding=encoding,
         sheet=sheet,
-        max_bytes=max_bytes or get_settings().max_upload_bytes,
+        max_bytes=max_bytes,
     )
     columns = map_columns(table.name, table.names, phone_column)
     if campaign.id is None:
@@ -484,7 +483,7 @@ def read_numbers(
         name=filename,
         encoding=encoding,
         sheet=sheet,
-        max_bytes=max_bytes or get_settings().max_upload_bytes,
+        max_bytes=max_bytes,
     )
     bare = phone_column is None and len(table.names) == 1 and normalise_column(table.names, region).e164[0] is not None
     phone = 0 if bare else find_phone_column(table.name, table.names, phone_column)

@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from dialer.config import get_settings
 from dialer.importing import ImportFailed
 
 MAX_CELL_CHARS = 32_767
@@ -180,7 +181,9 @@ def open_table(
     size = path.stat().st_size
     if size == 0:
         raise ImportFailed(f"{name}: the file is empty")
-    if max_bytes is not None and size > max_bytes:
+    # One limit for the CLI and the REST upload: DIALER_MAX_UPLOAD_BYTES unless the caller says.
+    max_bytes = max_bytes or get_settings().max_upload_bytes
+    if size > max_bytes:
         raise ImportFailed(f"{name}: the file is {_megabytes(size)}; the limit is {_megabytes(max_bytes)}")
     with path.open("rb") as f:
         start = f.read(8192)
