@@ -53,6 +53,19 @@ def _cpu(procs: list[subprocess.Popen[bytes]]) -> float:
     return total
 
 
+def _postgres_cpu(database: str) -> float:
+    """CPU seconds of the PostgreSQL backends still connected to `database` (closed ones are lost)."""
+    total = 0.0
+    for proc in psutil.process_iter(["cmdline"]):
+        try:
+            if any(database in part for part in proc.info["cmdline"] or []):
+                t = proc.cpu_times()
+                total += t.user + t.system
+        except psutil.Error:
+            pass
+    return total
+
+
 def _pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[max(0, min(len(ordered) - 1, int(round(q * len(ordered))) - 1))]
@@ -92,7 +105,9 @@ def main() -> int:
         "agent_miss_rate": 0.05,
         "slow_rate": 1.0,
         "slow_seconds": args.latency,
-        "talk_seconds": [60, 150],
+        # Calls short enough that 100 agents can carry more than 50 CPS (about 1.4 s from request to
+        # hangup on average): the rate, not the agents, must be what limits the run.
+        "talk_seconds": [40, 120],
         "ring_seconds": [3, 10],
     }
     (work / "scenario.json").write_text(json.dumps(scenario))
@@ -161,6 +176,9 @@ def main() -> int:
                     break
                 time.sleep(1)
         cpu_dials = _cpu(workers) - cpu_before
+        named = {name: proc for name, proc, _ in fleet.procs}
+        others = {name: _cpu([named[name]]) for name in ("web", "simulator", "beat")}
+        others["postgres (this database)"] = _postgres_cpu(name)
         with engine.connect() as c:
             dialed = sorted(
                 r[0].timestamp()
@@ -182,6 +200,12 @@ def main() -> int:
                 """)
                 )
             ]
+            cycle = c.execute(
+                sa.text(
+                    "SELECT avg(extract(epoch FROM (ended_at - dialed_at))) FROM call_attempts"
+                    " WHERE ended_at IS NOT NULL AND dialed_at IS NOT NULL"
+                )
+            ).scalar()
         n_dials = len(dialed)
         # No-op baseline: the same workers, the same broker, a task that does nothing.
         from celery import Celery
@@ -233,6 +257,11 @@ def main() -> int:
         p50, p99 = statistics.median(gaps), _pct(gaps, 0.99)
         table.add_row("agent idle gap p50", f"{p50:.2f} s", "<= 1 s", "yes" if p50 <= 1 else "NO")
         table.add_row("agent idle gap p99", f"{p99:.2f} s", "<= 3 s", "yes" if p99 <= 3 else "NO")
+    if cycle:
+        capacity = args.agents / float(cycle)
+        table.add_row("agent capacity (agents / mean request-to-hangup)", f"{capacity:.0f} CPS", f"> {args.cps}", "")
+    for who, seconds in others.items():
+        table.add_row(f"CPU per dial: {who}", f"{seconds / max(1, n_dials) * 1000:.1f} ms", "", "")
     table.add_row("worker CPU per dial", f"{per_dial * 1000:.1f} ms", "", "")
     table.add_row("worker CPU per no-op task", f"{cpu_noop * 1000:.1f} ms", "", "")
     ratio = per_dial / cpu_noop if cpu_noop else float("inf")

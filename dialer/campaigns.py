@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Any
 
 from sqlalchemy import select, update
@@ -28,11 +29,21 @@ def get_campaign(*, session: Session, campaign_id: int, lock: bool = False) -> C
     return campaign
 
 
+# An Acefone agent is an extension (101) or a phone number (+442071234567).
+_AGENT_NUMBER = re.compile(r"\+?[0-9]{1,20}")
+
+
 def ensure_agents(*, session: Session, numbers: list[str]) -> list[Agent]:
     """Return the agents with these numbers, creating the missing ones."""
     cleaned = [n.strip() for n in numbers if n.strip()]
     if not cleaned:
         raise ValueError("a campaign needs at least one agent number (--agents 101,102)")
+    for number in cleaned:
+        if not _AGENT_NUMBER.fullmatch(number):
+            raise ValueError(
+                f"agent number {number[:40]!r} is neither an extension nor a phone number:"
+                " use up to 20 digits, with an optional leading +"
+            )
     existing = {a.number: a for a in session.scalars(select(Agent).where(Agent.number.in_(cleaned)))}
     agents = []
     for number in dict.fromkeys(cleaned):

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from sqlalchemy import Engine, create_engine
 from sqlalchemy.orm import Session, sessionmaker
+
+from dialer.refill import publish_after_commit
 
 _engine: Engine | None = None
 _factory: sessionmaker[Session] | None = None
@@ -28,6 +30,8 @@ def get_engine() -> Engine:
     if _engine is None:
         _engine = create_engine(database_url(), pool_pre_ping=True, pool_size=5, max_overflow=10)
         _factory = sessionmaker(_engine, expire_on_commit=False)
+        # Agents freed by a commit get their campaign paced at once (dialer/refill.py).
+        publish_after_commit(_factory)
     return _engine
 
 
@@ -36,6 +40,16 @@ def new_session() -> Session:
     get_engine()
     assert _factory is not None
     return _factory()
+
+
+@contextmanager
+def pinned_sessions() -> Iterator[Callable[[], Session]]:
+    """Yield a session factory whose sessions all use one pooled connection, checked out (and
+    pinged) once for the whole block: a dial's three short transactions pay for one checkout."""
+    with get_engine().connect() as connection:
+        assert _factory is not None
+        factory = _factory
+        yield lambda: factory(bind=connection)
 
 
 @contextmanager

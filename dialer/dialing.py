@@ -1,8 +1,8 @@
-"""The dial: gates, a global token, the committed queued->dialing claim, the request, the result.
+"""The dial: a look, a global token, the gates and the queued->dialing claim, the request, the result.
 
-Invariant 1 lives here: the attempt moves queued -> dialing in a committed conditional UPDATE
-BEFORE the HTTP request, so a redelivered task (or a second worker) finds `dialing` and stops;
-and no transaction is held open across the HTTP call.
+Invariant 1 lives here: the attempt row is locked, re-checked against every gate and moved
+queued -> dialing in one committed transaction BEFORE the HTTP request, so a redelivered task (or
+a second worker) finds `dialing` and stops; and no transaction is held open across the HTTP call.
 """
 
 from __future__ import annotations
@@ -12,18 +12,19 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import structlog
-from sqlalchemy import exists, update
-from sqlalchemy.orm import Session
+from sqlalchemy import bindparam, select, update
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Session, contains_eager
 
 from dialer import metrics
 from dialer.acefone import DialRequest, DialResult, FailureReason, ResultKind
 from dialer.campaigns import set_campaign_state
 from dialer.compliance import evaluate
 from dialer.logs import mask_phone
-from dialer.models import Agent, CallAttempt, Campaign, DncNumber, Lead
+from dialer.models import Agent, CallAttempt, Campaign, Lead, table_of
 from dialer.outcomes import return_lead, set_lead_status, settle_attempt
 from dialer.states import ATTEMPT_TRANSITIONS, AttemptStatus, CampaignState, LeadStatus, transition
 
@@ -56,26 +57,83 @@ def _utcnow() -> dt.datetime:
 
 
 @dataclass(frozen=True)
-class DialPlan:
-    """What passed the gates: the request to send and the rates it must fit under."""
+class Ticket:
+    """What a queued attempt needs before the gates: its campaign, for the limiter and the state."""
 
-    request: DialRequest
     campaign_id: int
     campaign_cps: float | None
+    running: bool
+
+
+_ATTEMPTS = table_of(CallAttempt)
+_CAMPAIGNS = table_of(Campaign)
+# The hot statements are built once: building one costs more than sending it.
+_PEEK = (
+    select(_ATTEMPTS.c.status, _CAMPAIGNS.c.id, _CAMPAIGNS.c.cps, _CAMPAIGNS.c.state)
+    .join(_CAMPAIGNS, _CAMPAIGNS.c.id == _ATTEMPTS.c.campaign_id)
+    .where(_ATTEMPTS.c.id == bindparam("attempt_id"))
+)
+_CLAIM = (
+    update(_ATTEMPTS)
+    .where(_ATTEMPTS.c.id == bindparam("attempt_id"), _ATTEMPTS.c.status == AttemptStatus.QUEUED.value)
+    .values(
+        status=AttemptStatus.DIALING.value,
+        dialed_at=bindparam("at"),
+        send_count=_ATTEMPTS.c.send_count + 1,
+        audit=_ATTEMPTS.c.audit.op("||")(bindparam("audit", type_=JSONB)),
+    )
+)
+_ORIGINATED = (
+    update(_ATTEMPTS)
+    .where(_ATTEMPTS.c.id == bindparam("attempt_id"), _ATTEMPTS.c.status == AttemptStatus.DIALING.value)
+    .values(
+        status=AttemptStatus.ORIGINATED.value,
+        api_status=bindparam("api_status"),
+        api_message=bindparam("api_message"),
+        ref_id=bindparam("ref_id"),
+        call_id=bindparam("call_id"),
+    )
+)
+
+
+def peek(*, session: Session, attempt_id: int) -> Ticket | None:
+    """Return the attempt's campaign if the attempt is still queued (one read, no lock); else None."""
+    row = session.execute(_PEEK, {"attempt_id": attempt_id}).one_or_none()
+    if row is None or row.status != AttemptStatus.QUEUED:
+        return None  # redelivered, already dialled or already cancelled
+    return Ticket(row.id, row.cps, row.state == CampaignState.RUNNING)
+
+
+@dataclass(frozen=True)
+class DialPlan:
+    """What passed the gates: the locked attempt and the request to send for it."""
+
+    attempt: CallAttempt
+    request: DialRequest
+    audit: dict[str, Any]
 
 
 def check_gates(*, session: Session, attempt_id: int, now: dt.datetime) -> DialPlan | None:
     """Re-check a queued attempt against its campaign and every compliance rule; return its request or None.
 
-    An attempt that may not be dialled is cancelled here (uncharged), its agent freed.
+    Locks the attempt for the rest of the transaction. An attempt that may not be dialled is
+    cancelled here (uncharged), its agent freed.
     """
-    attempt = session.get(CallAttempt, attempt_id, with_for_update=True)
-    if attempt is None or attempt.status != AttemptStatus.QUEUED:
+    # The attempt and its lead are locked (as everywhere an attempt is settled); the campaign is
+    # only read, so dial tasks never hold up the pacer's SKIP LOCKED on it.
+    row = session.execute(
+        select(CallAttempt, Campaign, Agent.number)
+        .join(CallAttempt.lead)
+        .options(contains_eager(CallAttempt.lead))
+        .join(Campaign, Campaign.id == CallAttempt.campaign_id)
+        .outerjoin(Agent, Agent.id == CallAttempt.agent_id)
+        .where(CallAttempt.id == attempt_id)
+        .with_for_update(of=[CallAttempt, Lead])
+    ).one_or_none()
+    if row is None or row[0].status != AttemptStatus.QUEUED:
         return None  # redelivered, already dialled or already cancelled
-    campaign = session.get(Campaign, attempt.campaign_id)
+    attempt, campaign, agent_number = row
     lead = attempt.lead
-    agent = session.get(Agent, attempt.agent_id) if attempt.agent_id else None
-    assert campaign is not None
 
     def drop(reason: str, lead_status: LeadStatus | None = None, retry_at: dt.datetime | None = None) -> None:
         settle_attempt(session=session, attempt=attempt, status=AttemptStatus.CANCELLED, now=now, wrapup_seconds=0)
@@ -98,36 +156,40 @@ def check_gates(*, session: Session, attempt_id: int, now: dt.datetime) -> DialP
     if not verdict.allowed:
         drop(verdict.reason or "not allowed", verdict.final, verdict.retry_at or now)
         return None
-    attempt.audit = {**attempt.audit, "dial_check": verdict.audit}
-    if agent is None:
+    if agent_number is None:
         drop("no_agent", retry_at=now)
         return None
     request = DialRequest(
-        agent_number=agent.number,
+        agent_number=agent_number,
         destination_number=lead.phone_e164,
         caller_id=campaign.caller_id,
         custom_identifier=attempt.custom_identifier,
         call_timeout=campaign.call_timeout,
     )
-    return DialPlan(request, campaign.id, campaign.cps)
+    return DialPlan(attempt, request, verdict.audit)
 
 
-def claim_attempt(*, session: Session, attempt_id: int, now: dt.datetime) -> bool:
-    """Move queued -> dialing if the campaign still runs and the number is not on the DNC list."""
-    campaign_running = exists().where(Campaign.id == CallAttempt.campaign_id, Campaign.state == CampaignState.RUNNING)
-    on_dnc = exists().where(Lead.id == CallAttempt.lead_id, DncNumber.phone_e164 == Lead.phone_e164)
-    result = session.execute(
-        update(CallAttempt)
-        .where(
-            CallAttempt.id == attempt_id,
-            CallAttempt.status == AttemptStatus.QUEUED,
-            campaign_running,
-            ~on_dnc,
-        )
-        .values(status=AttemptStatus.DIALING, dialed_at=now, send_count=CallAttempt.send_count + 1)
-        .execution_options(synchronize_session=False)
+def claim(session: Session, plan: DialPlan, *, at: dt.datetime) -> None:
+    """Move the gated (and locked) attempt queued -> dialing, with its dial-time audit.
+
+    Committed before the request is sent (invariant 1).
+    """
+    session.execute(_CLAIM, {"attempt_id": plan.attempt.id, "at": at, "audit": {"dial_check": plan.audit}})
+
+
+def _record_originated(*, session: Session, attempt_id: int, result: DialResult) -> bool:
+    """The common case in one statement: dialing -> originated. False if the attempt moved on."""
+    done = session.execute(
+        _ORIGINATED,
+        {
+            "attempt_id": attempt_id,
+            "api_status": result.status_code,
+            "api_message": result.message[:2000] or None,
+            "ref_id": result.ref_id,
+            "call_id": result.call_id,
+        },
     )
-    return int(result.rowcount or 0) == 1  # type: ignore[attr-defined]
+    return int(done.rowcount or 0) == 1  # type: ignore[attr-defined]
 
 
 def record_result(
@@ -140,7 +202,12 @@ def record_result(
     rate_limit_pause: float = DEFAULT_429_PAUSE,
 ) -> DialOutcome:
     """Store what Acefone answered and take its consequence (invariant 2)."""
-    attempt = session.get(CallAttempt, attempt_id, with_for_update=True)
+    if result.kind == ResultKind.ORIGINATED and _record_originated(
+        session=session, attempt_id=attempt_id, result=result
+    ):
+        return DialOutcome(AttemptStatus.ORIGINATED.value)
+    # populate_existing: the session may still hold the attempt as the claim left it.
+    attempt = session.get(CallAttempt, attempt_id, with_for_update=True, populate_existing=True)
     assert attempt is not None
     attempt.api_status = result.status_code
     attempt.api_message = result.message[:2000] or None
@@ -213,33 +280,66 @@ def place_call(
     rate_limit_pause: float = DEFAULT_429_PAUSE,
     clock: Callable[[], dt.datetime] = _utcnow,
 ) -> DialOutcome:
-    """Dial one attempt: gates, token, committed claim, request, result - three short transactions."""
-    with sessions() as session, session.begin():
-        plan = check_gates(session=session, attempt_id=attempt_id, now=clock())
-    if plan is None:
+    """Dial one attempt: a look, the token, gates and claim committed together, the request, the result.
+
+    Every step uses the one session (and so one pooled connection); no transaction is open while
+    waiting for the token or for Acefone.
+    """
+    with sessions() as session:
+        return _place_call(
+            session=session,
+            attempt_id=attempt_id,
+            client=client,
+            limiter=limiter,
+            wrapup_seconds=wrapup_seconds,
+            rate_limit_pause=rate_limit_pause,
+            clock=clock,
+        )
+
+
+def _place_call(
+    *,
+    session: Session,
+    attempt_id: int,
+    client: Dialer,
+    limiter: Limiter,
+    wrapup_seconds: int,
+    rate_limit_pause: float,
+    clock: Callable[[], dt.datetime],
+) -> DialOutcome:
+    with session.begin():
+        ticket = peek(session=session, attempt_id=attempt_id)
+    if ticket is None:
         return DialOutcome("skipped")
-    request = plan.request
+    if not ticket.running:
+        # Paused or cancelled since the pacer queued it: drop it now rather than spend a token.
+        with session.begin():
+            if check_gates(session=session, attempt_id=attempt_id, now=clock()) is None:
+                return DialOutcome("skipped")
     waited = time.monotonic()
-    acquired = limiter.acquire(campaign_id=plan.campaign_id, campaign_cps=plan.campaign_cps, timeout=LIMITER_TIMEOUT)
+    acquired = limiter.acquire(
+        campaign_id=ticket.campaign_id, campaign_cps=ticket.campaign_cps, timeout=LIMITER_TIMEOUT
+    )
     metrics.LIMITER_WAIT.labels(result="acquired" if acquired else "timeout").observe(time.monotonic() - waited)
     if not acquired:
         return DialOutcome("queued", retry_in=1.0)
+    # dialed_at is the moment the global token was taken: the rate the limiter promises. The
+    # gates run after the token, so a pause or a DNC listing while we waited stops the dial.
     token_at = clock()
-    with sessions() as session, session.begin():
-        # dialed_at is the moment the global token was taken: the rate the limiter promises.
-        claimed = claim_attempt(session=session, attempt_id=attempt_id, now=token_at)
-    if not claimed:
-        # Paused, cancelled or listed while we waited for the token: let the gates drop the
-        # attempt now (uncharged, agent freed) rather than leave it for the reconciler.
-        with sessions() as session, session.begin():
-            check_gates(session=session, attempt_id=attempt_id, now=clock())
+    with session.begin():
+        plan = check_gates(session=session, attempt_id=attempt_id, now=token_at)
+        if plan is not None:
+            claim(session, plan, at=token_at)
+    if plan is None:
         return DialOutcome("skipped")
+    request = plan.request
+    session.expire_all()  # what the claim loaded is read afresh, under lock, after the request
     metrics.CALLS_PLACED.inc()
     result = client.click_to_call(request)
     metrics.count_dial_result(kind=result.kind.value, reason=result.reason.value if result.reason else None)
     if result.reason == FailureReason.RATE_LIMITED:
         limiter.pause_fleet(result.retry_after if result.retry_after is not None else rate_limit_pause)
-    with sessions() as session, session.begin():
+    with session.begin():
         outcome = record_result(
             session=session,
             attempt_id=attempt_id,

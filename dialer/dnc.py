@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from sqlalchemy import delete, select
+from sqlalchemy import bindparam, delete, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from dialer.models import DncNumber
+from dialer.models import DncNumber, table_of
 
 
 def add_numbers(*, session: Session, numbers: list[str], reason: str | None = None) -> int:
@@ -28,12 +28,16 @@ def remove_numbers(*, session: Session, numbers: list[str]) -> int:
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
+_DNC = table_of(DncNumber)
+# Built once: the pacer and every dial ask it.
+_LISTED = select(_DNC.c.phone_e164).where(_DNC.c.phone_e164.in_(bindparam("numbers", expanding=True)))
+
+
 def listed(*, session: Session, numbers: list[str]) -> set[str]:
     """Return which of `numbers` are on the DNC list."""
     if not numbers:
         return set()
-    rows = session.scalars(select(DncNumber.phone_e164).where(DncNumber.phone_e164.in_(numbers)))
-    return set(rows)
+    return set(session.scalars(_LISTED, {"numbers": numbers}))
 
 
 def list_numbers(*, session: Session) -> list[DncNumber]:

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from dialer import metrics
-from dialer.models import Agent, CallAttempt, Campaign, Lead
+from dialer.models import Agent, CallAttempt, Campaign, Lead, table_of
 from dialer.policy import merge_rules
+from dialer.refill import note_freed_agent
 from dialer.states import (
     ATTEMPT_FINAL,
     ATTEMPT_TRANSITIONS,
@@ -33,19 +34,26 @@ POLICY_OUTCOME = {
 }
 
 
+_AGENTS = table_of(Agent)
+# Built once: every settled call runs it.
+_RELEASE_AGENT = (
+    update(_AGENTS)
+    .where(_AGENTS.c.id == bindparam("agent_id"), _AGENTS.c.reserved_attempt_id == bindparam("attempt_id"))
+    .values(reserved_attempt_id=None, lease_until=None, available_at=bindparam("available_at"))
+)
+
+
 def release_agent(*, session: Session, attempt: CallAttempt, now: dt.datetime, wrapup_seconds: int) -> None:
     """Free the agent held by this attempt, after a wrap-up gap; no-op if another call holds it."""
     if attempt.agent_id is None:
         return
-    session.execute(
-        update(Agent)
-        .where(Agent.id == attempt.agent_id, Agent.reserved_attempt_id == attempt.id)
-        .values(
-            reserved_attempt_id=None,
-            lease_until=None,
-            available_at=now + dt.timedelta(seconds=wrapup_seconds),
-        )
+    available_at = now + dt.timedelta(seconds=wrapup_seconds)
+    freed = session.execute(
+        _RELEASE_AGENT, {"agent_id": attempt.agent_id, "attempt_id": attempt.id, "available_at": available_at}
     )
+    if freed.rowcount:  # type: ignore[attr-defined]
+        # Pace the campaign again as soon as the agent is free, once this commits.
+        note_freed_agent(session, campaign_id=attempt.campaign_id, available_at=available_at)
 
 
 def set_lead_status(lead: Lead, status: LeadStatus) -> None:

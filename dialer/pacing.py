@@ -12,7 +12,9 @@ import datetime as dt
 import math
 from dataclasses import dataclass, field
 
-from sqlalchemy import exists, func, or_, select
+from psycopg.errors import LockNotAvailable
+from sqlalchemy import exists, func, or_, select, text
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from dialer.campaigns import set_campaign_state
@@ -29,6 +31,8 @@ HORIZON_SECONDS = 2.0
 LEASE_GRACE_SECONDS = 120
 # pg advisory lock key for "the pacer" (any constant shared by every pacer process).
 PACER_LOCK_KEY = 0x6469616C  # "dial"
+# How long a refill waits for a pacer holding the lock before it gives up (the tick covers it).
+REFILL_LOCK_WAIT = 2.0
 
 
 @dataclass
@@ -49,6 +53,17 @@ def _has_work(session: Session, campaign_id: int) -> bool:
         CallAttempt.status.in_([AttemptStatus.QUEUED, *ATTEMPT_LIVE]),
     )
     return bool(session.scalar(select(or_(open_lead, live))))
+
+
+def _queued(session: Session, campaign_id: int) -> int:
+    return int(
+        session.scalar(
+            select(func.count())
+            .select_from(CallAttempt)
+            .where(CallAttempt.campaign_id == campaign_id, CallAttempt.status == AttemptStatus.QUEUED)
+        )
+        or 0
+    )
 
 
 def _free_agents(session: Session, campaign_id: int, now: dt.datetime, limit: int) -> list[Agent]:
@@ -80,7 +95,10 @@ def _take_agent(agents: list[Agent], lead: Lead) -> Agent | None:
 def pace_campaign(*, session: Session, campaign: Campaign, now: dt.datetime, max_cps: float) -> list[int]:
     """Claim due leads of one running campaign, create their attempts, reserve agents."""
     cps = min(max_cps, campaign.cps or max_cps)
-    budget = max(1, math.ceil(cps * HORIZON_SECONDS))
+    # What the rate can take over the horizon, less what is already queued for a token.
+    budget = math.ceil(cps * HORIZON_SECONDS) - _queued(session, campaign.id)
+    if budget <= 0:
+        return []
     agents = _free_agents(session, campaign.id, now, budget)
     if not agents:
         return []
@@ -95,7 +113,7 @@ def pace_campaign(*, session: Session, campaign: Campaign, now: dt.datetime, max
         )
     )
     verdicts = evaluate(session=session, campaign=campaign, leads=leads, now=now)
-    attempt_ids: list[int] = []
+    claimed: list[tuple[CallAttempt, Agent]] = []
     for lead in leads:
         if not agents:
             break
@@ -128,11 +146,41 @@ def pace_campaign(*, session: Session, campaign: Campaign, now: dt.datetime, max
         session.add(attempt)
         set_lead_status(lead, LeadStatus.IN_CALL)
         lead.blocked_reason = None
-        session.flush()
+        claimed.append((attempt, agent))
+    session.flush()  # one INSERT ... RETURNING for every attempt: their ids, for the agents
+    lease_until = now + dt.timedelta(seconds=campaign.call_timeout + LEASE_GRACE_SECONDS)
+    for attempt, agent in claimed:
         agent.reserved_attempt_id = attempt.id
-        agent.lease_until = now + dt.timedelta(seconds=campaign.call_timeout + LEASE_GRACE_SECONDS)
-        attempt_ids.append(attempt.id)
+        agent.lease_until = lease_until
     session.flush()
+    return [attempt.id for attempt, _ in claimed]
+
+
+def refill_campaigns(*, session: Session, now: dt.datetime, max_cps: float, campaign_ids: list[int]) -> list[int]:
+    """Pace just these campaigns now, because agents of theirs became free (dialer/refill.py).
+
+    Unlike the tick, it waits (briefly) for a pacer running at the same moment rather than
+    skipping, so the agents it was called for are not left to the next tick; schedules and
+    completion stay the tick's work.
+    """
+    session.execute(text(f"SET LOCAL lock_timeout = '{int(REFILL_LOCK_WAIT * 1000)}ms'"))
+    try:
+        session.execute(select(func.pg_advisory_xact_lock(PACER_LOCK_KEY)))
+    except OperationalError as exc:
+        if not isinstance(exc.orig, LockNotAvailable):
+            raise
+        session.rollback()
+        return []  # a pacer has held the lock for seconds: its tick, or the next, serves these agents
+    session.execute(text("SET LOCAL lock_timeout = 0"))
+    stmt = (
+        select(Campaign)
+        .where(Campaign.state == CampaignState.RUNNING, Campaign.id.in_(campaign_ids))
+        .order_by(Campaign.id)
+        .with_for_update(skip_locked=True)
+    )
+    attempt_ids: list[int] = []
+    for campaign in session.scalars(stmt).all():
+        attempt_ids += pace_campaign(session=session, campaign=campaign, now=now, max_cps=max_cps)
     return attempt_ids
 
 

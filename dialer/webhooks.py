@@ -15,13 +15,13 @@ from typing import Any
 from urllib.parse import parse_qsl
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from dialer import metrics
 from dialer.identifiers import parse_identifier
-from dialer.models import CallAttempt, WebhookEvent
+from dialer.models import CallAttempt, WebhookEvent, table_of
 from dialer.outcomes import settle_attempt
 from dialer.states import ATTEMPT_FINAL, ATTEMPT_RANK, ATTEMPT_TRANSITIONS, AttemptStatus, can_transition
 
@@ -155,6 +155,35 @@ def store_unparseable(
     )
 
 
+_EVENTS = table_of(WebhookEvent)
+_EVENT_COLUMNS = (
+    "dedupe_key",
+    "method",
+    "content_type",
+    "headers",
+    "body",
+    "copies",
+    "fields",
+    "kind",
+    "custom_identifier",
+    "status",
+    "orphan_reason",
+)
+# Built once: the receiver is the hottest path in the web process, and building a statement
+# costs more than sending it.
+_INSERT_EVENT = (
+    insert(_EVENTS)
+    .values({name: bindparam(name, type_=_EVENTS.c[name].type) for name in _EVENT_COLUMNS})
+    .on_conflict_do_update(index_elements=["dedupe_key"], set_={"copies": _EVENTS.c.copies + 1})
+    .returning(_EVENTS.c.id, _EVENTS.c.copies)
+)
+_MARK_EVENT = (
+    update(_EVENTS)
+    .where(_EVENTS.c.id == bindparam("event_id"))
+    .values(status=bindparam("status"), orphan_reason=bindparam("reason"), attempt_id=bindparam("attempt_id"))
+)
+
+
 def _insert_event(
     session: Session,
     *,
@@ -165,23 +194,22 @@ def _insert_event(
     body: bytes,
     **values: Any,
 ) -> StoredEvent:
-    stmt = (
-        insert(WebhookEvent)
-        .values(
-            dedupe_key=key,
-            method=method.upper(),
-            content_type=(content_type or "")[:200] or None,
-            # The webhook token never reaches the database.
-            headers={k: v for k, v in headers.items() if k.lower() not in SECRET_HEADERS},
-            # PostgreSQL text cannot hold NUL: it is stored escaped.
-            body=body.decode("utf-8", errors="replace").replace("\x00", "\\x00"),
-            copies=1,
-            **values,
-        )
-        .on_conflict_do_update(index_elements=["dedupe_key"], set_={"copies": WebhookEvent.copies + 1})
-        .returning(WebhookEvent.id, WebhookEvent.copies)
-    )
-    row = session.execute(stmt).one()
+    params = {
+        "dedupe_key": key,
+        "method": method.upper(),
+        "content_type": (content_type or "")[:200] or None,
+        # The webhook token never reaches the database.
+        "headers": {k: v for k, v in headers.items() if k.lower() not in SECRET_HEADERS},
+        # PostgreSQL text cannot hold NUL: it is stored escaped.
+        "body": body.decode("utf-8", errors="replace").replace("\x00", "\\x00"),
+        "copies": 1,
+        "fields": {},
+        "kind": None,
+        "custom_identifier": None,
+        "orphan_reason": None,
+        **values,
+    }
+    row = session.execute(_INSERT_EVENT, params).one()
     return StoredEvent(id=int(row[0]), is_new=int(row[1]) == 1)
 
 
@@ -324,9 +352,8 @@ def apply_event(
         else:
             status, reason = "orphan", f"unrecognised event (call_status {str(fields.get('call_status'))[:40]!r})"
     session.execute(
-        update(WebhookEvent)
-        .where(WebhookEvent.id == event_id)
-        .values(status=status, orphan_reason=reason, attempt_id=attempt.id if attempt is not None else None)
+        _MARK_EVENT,
+        {"event_id": event_id, "status": status, "reason": reason, "attempt_id": attempt.id if attempt else None},
     )
     return status
 

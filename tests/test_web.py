@@ -94,6 +94,18 @@ def test_api_requires_the_bearer_token(client: TestClient) -> None:
     assert client.get("/api/campaigns", headers={"Authorization": f"Bearer {API_TOKEN}"}).status_code == 200
 
 
+@pytest.mark.parametrize("number", ["\x00", "0" * 33, "ext 101"])
+def test_api_refuses_an_agent_number_that_is_not_one(client: TestClient, number: str) -> None:
+    r = client.post(
+        "/api/campaigns",
+        json={"name": "api", "caller_id": "+441134960000", "agents": ["101", number]},
+        headers={"Authorization": f"Bearer {API_TOKEN}"},
+    )
+    assert r.status_code == 422
+    assert "neither an extension nor a phone number" in r.json()["detail"]
+    assert client.get("/api/campaigns", headers={"Authorization": f"Bearer {API_TOKEN}"}).json() == []
+
+
 def test_api_round_trip_create_upload_start_report(client: TestClient) -> None:
     auth = {"Authorization": f"Bearer {API_TOKEN}"}
     r = client.post(

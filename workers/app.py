@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from celery import Celery
-from celery.signals import worker_process_init
+from celery.signals import beat_init, worker_process_init
 
 from dialer.config import get_settings
 from dialer.embedded import resolve_urls
@@ -45,3 +45,15 @@ def _after_fork(**_: Any) -> None:
     from dialer.db import dispose_after_fork
 
     dispose_after_fork()
+
+
+@beat_init.connect
+def _start_refill(sender: Any = None, **_: Any) -> None:
+    # The beat process also turns refill requests (agents freed by hangups) into pacer tasks.
+    from dialer.refill import default_queue
+    from workers.refill import start
+
+    def send(campaign_ids: list[int]) -> None:
+        app.send_task("dialer.refill_campaigns", args=[campaign_ids])
+
+    start(queue=default_queue(), send=send)

@@ -12,11 +12,12 @@ from celery import Task
 from dialer.acefone import AcefoneClient
 from dialer.acefone_auth import LoginToken
 from dialer.config import get_settings
-from dialer.db import new_session, session_scope
+from dialer.db import new_session, pinned_sessions, session_scope
 from dialer.dialing import place_call as dial
 from dialer.embedded import resolve_urls
 from dialer.limiter import RedisRateLimiter
 from dialer.pacing import pace_campaigns as pace
+from dialer.pacing import refill_campaigns as refill
 from dialer.reconciler import reconcile as reconcile_calls
 from dialer.reports import compact_counters
 from dialer.webhooks import pending_events, process_event
@@ -59,14 +60,16 @@ def _limiter() -> RedisRateLimiter:
 @app.task(name="dialer.place_call", bind=True, max_retries=None)
 def place_call(self: Task, attempt_id: int) -> str:
     """Dial one attempt."""
-    outcome = dial(
-        attempt_id=attempt_id,
-        sessions=new_session,
-        client=_client(),
-        limiter=_limiter(),
-        wrapup_seconds=get_settings().agent_wrapup_seconds,
-        rate_limit_pause=get_settings().rate_limit_pause,
-    )
+    settings = get_settings()
+    with pinned_sessions() as sessions:
+        outcome = dial(
+            attempt_id=attempt_id,
+            sessions=sessions,
+            client=_client(),
+            limiter=_limiter(),
+            wrapup_seconds=settings.agent_wrapup_seconds,
+            rate_limit_pause=settings.rate_limit_pause,
+        )
     if outcome.retry_in is not None:
         place_call.apply_async((attempt_id,), countdown=min(outcome.retry_in, MAX_COUNTDOWN))
     return outcome.status
@@ -80,6 +83,16 @@ def pace_campaigns(campaign_ids: list[int] | None = None) -> int:
     for attempt_id in result.attempt_ids:
         place_call.delay(attempt_id)
     return len(result.attempt_ids)
+
+
+@app.task(name="dialer.refill_campaigns")
+def refill_campaigns(campaign_ids: list[int]) -> int:
+    """Pace campaigns whose agents just became free; publish the dials after the claim has committed."""
+    with session_scope() as session:
+        attempt_ids = refill(session=session, now=_now(), max_cps=get_settings().max_cps, campaign_ids=campaign_ids)
+    for attempt_id in attempt_ids:
+        place_call.delay(attempt_id)
+    return len(attempt_ids)
 
 
 @app.task(name="dialer.process_events")
