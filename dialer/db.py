@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from sqlalchemy import Engine, create_engine
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm.util import identity_key
 
 from dialer.refill import publish_after_commit
 
@@ -40,6 +42,17 @@ def new_session() -> Session:
     get_engine()
     assert _factory is not None
     return _factory()
+
+
+def expire_cached(session: Session, model: type[Any], key: Any) -> None:
+    """Expire the session's copy of one row (if it holds one) after a Core UPDATE changed it.
+
+    The hot paths update rows with prebuilt Core statements, which do not touch the ORM's
+    identity map; this keeps a later read in the same session from seeing the old values.
+    """
+    obj = session.identity_map.get(identity_key(model, key))
+    if obj is not None:
+        session.expire(obj)
 
 
 @contextmanager

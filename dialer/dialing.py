@@ -23,6 +23,7 @@ from dialer import metrics
 from dialer.acefone import DialRequest, DialResult, FailureReason, ResultKind
 from dialer.campaigns import set_campaign_state
 from dialer.compliance import evaluate
+from dialer.db import expire_cached
 from dialer.logs import mask_phone
 from dialer.models import Agent, CallAttempt, Campaign, Lead, table_of
 from dialer.outcomes import return_lead, set_lead_status, settle_attempt
@@ -175,6 +176,7 @@ def claim(session: Session, plan: DialPlan, *, at: dt.datetime) -> None:
     Committed before the request is sent (invariant 1).
     """
     session.execute(_CLAIM, {"attempt_id": plan.attempt.id, "at": at, "audit": {"dial_check": plan.audit}})
+    expire_cached(session, CallAttempt, plan.attempt.id)
 
 
 def _record_originated(*, session: Session, attempt_id: int, result: DialResult) -> bool:
@@ -189,6 +191,7 @@ def _record_originated(*, session: Session, attempt_id: int, result: DialResult)
             "call_id": result.call_id,
         },
     )
+    expire_cached(session, CallAttempt, attempt_id)
     return int(done.rowcount or 0) == 1  # type: ignore[attr-defined]
 
 
@@ -333,7 +336,6 @@ def _place_call(
     if plan is None:
         return DialOutcome("skipped")
     request = plan.request
-    session.expire_all()  # what the claim loaded is read afresh, under lock, after the request
     metrics.CALLS_PLACED.inc()
     result = client.click_to_call(request)
     metrics.count_dial_result(kind=result.kind.value, reason=result.reason.value if result.reason else None)

@@ -12,6 +12,7 @@ from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from dialer import metrics
+from dialer.db import expire_cached
 from dialer.models import Agent, CallAttempt, Campaign, Lead, table_of
 from dialer.policy import merge_rules
 from dialer.refill import note_freed_agent
@@ -51,6 +52,7 @@ def release_agent(*, session: Session, attempt: CallAttempt, now: dt.datetime, w
     freed = session.execute(
         _RELEASE_AGENT, {"agent_id": attempt.agent_id, "attempt_id": attempt.id, "available_at": available_at}
     )
+    expire_cached(session, Agent, attempt.agent_id)
     if freed.rowcount:  # type: ignore[attr-defined]
         # Pace the campaign again as soon as the agent is free, once this commits.
         note_freed_agent(session, campaign_id=attempt.campaign_id, available_at=available_at)

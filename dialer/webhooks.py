@@ -20,6 +20,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from dialer import metrics
+from dialer.db import expire_cached
 from dialer.identifiers import parse_identifier
 from dialer.models import CallAttempt, WebhookEvent, table_of
 from dialer.outcomes import settle_attempt
@@ -283,14 +284,16 @@ def parse_stamp(value: Any, account_tz: str) -> dt.datetime | None:
     return stamp.astimezone(dt.UTC)
 
 
+# Built once: every event is correlated. Locks the attempt and (joined) its lead.
+_BY_IDENTIFIER = select(CallAttempt).where(CallAttempt.custom_identifier == bindparam("identifier")).with_for_update()
+
+
 def correlate(*, session: Session, fields: dict[str, Any]) -> tuple[CallAttempt | None, str | None]:
     """Find the attempt an event belongs to: custom_identifier, then ref_id, then call_id/uuid."""
     raw_id = fields.get("custom_identifier")
     key = parse_identifier(str(raw_id)) if raw_id is not None else None
     if key is not None:
-        attempt = session.scalars(
-            select(CallAttempt).where(CallAttempt.custom_identifier == str(key)).with_for_update()
-        ).first()
+        attempt = session.scalars(_BY_IDENTIFIER, {"identifier": str(key)}).first()
         if attempt is not None and attempt.lead_id == key.lead_id and attempt.campaign_id == key.campaign_id:
             return attempt, None
     conditions = []
@@ -355,6 +358,7 @@ def apply_event(
         _MARK_EVENT,
         {"event_id": event_id, "status": status, "reason": reason, "attempt_id": attempt.id if attempt else None},
     )
+    expire_cached(session, WebhookEvent, event_id)
     return status
 
 

@@ -38,6 +38,14 @@ def queue(service_urls: tuple[str, str]) -> Iterator[RefillQueue]:
     client.delete(f"{prefix}:refill", f"{prefix}:refill-wake")
 
 
+@pytest.fixture
+def refills(clean_db: sa.Engine) -> RefillQueue:
+    """The deployment's own queue, emptied of what earlier tests' commits asked for."""
+    queue = default_queue()
+    queue.pop_due(float("inf"))
+    return queue
+
+
 def _drain(queue: RefillQueue, now: float) -> list[int]:
     campaigns, _ = queue.pop_due(now)
     return campaigns
@@ -86,17 +94,19 @@ def _reserved_call(engine: sa.Engine) -> tuple[int, int]:
         return campaign.id, attempt.id
 
 
-def test_a_committed_hangup_asks_for_its_campaign_to_be_paced_when_the_agent_is_free(clean_db: sa.Engine) -> None:
+def test_a_committed_hangup_asks_for_its_campaign_to_be_paced_when_the_agent_is_free(
+    clean_db: sa.Engine, refills: RefillQueue
+) -> None:
     campaign_id, attempt_id = _reserved_call(clean_db)
     with new_session() as session, session.begin():
         attempt = session.get_one(CallAttempt, attempt_id)
         settle_attempt(session=session, attempt=attempt, status=AttemptStatus.BUSY, now=NOW, wrapup_seconds=5)
     ready = (NOW + dt.timedelta(seconds=5)).timestamp()
-    assert default_queue().pop_due(ready - 1) == ([], ready)
-    assert default_queue().pop_due(ready) == ([campaign_id], None)
+    assert refills.pop_due(ready - 1) == ([], ready)
+    assert refills.pop_due(ready) == ([campaign_id], None)
 
 
-def test_a_rolled_back_hangup_asks_for_nothing(clean_db: sa.Engine) -> None:
+def test_a_rolled_back_hangup_asks_for_nothing(clean_db: sa.Engine, refills: RefillQueue) -> None:
     _, attempt_id = _reserved_call(clean_db)
     with new_session() as session:
         attempt = session.get_one(CallAttempt, attempt_id)
@@ -105,10 +115,12 @@ def test_a_rolled_back_hangup_asks_for_nothing(clean_db: sa.Engine) -> None:
         # The next commit of the same session must not carry the forgotten note either.
         session.execute(text("SELECT 1"))
         session.commit()
-    assert default_queue().pop_due(NOW.timestamp() + 3600) == ([], None)
+    assert refills.pop_due(NOW.timestamp() + 3600) == ([], None)
 
 
-def test_the_hangup_webhook_asks_for_a_refill(clean_db: sa.Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_hangup_webhook_asks_for_a_refill(
+    clean_db: sa.Engine, refills: RefillQueue, monkeypatch: pytest.MonkeyPatch
+) -> None:
     campaign_id, attempt_id = _reserved_call(clean_db)
     with new_session() as s:
         identifier = s.get_one(CallAttempt, attempt_id).custom_identifier
@@ -125,7 +137,7 @@ def test_the_hangup_webhook_asks_for_a_refill(clean_db: sa.Engine, monkeypatch: 
         )
     get_settings.cache_clear()
     assert response.status_code == 200
-    assert default_queue().pop_due(dt.datetime.now(dt.UTC).timestamp() + 1)[0] == [campaign_id]
+    assert refills.pop_due(dt.datetime.now(dt.UTC).timestamp() + 1)[0] == [campaign_id]
 
 
 # ---- the beat's refill thread ---------------------------------------------------------------------------
