@@ -200,10 +200,12 @@ def main() -> int:
                 """)
                 )
             ]
+            # Request to hangup webhook, per call: how long an agent is taken by one call.
             cycle = c.execute(
                 sa.text(
-                    "SELECT avg(extract(epoch FROM (ended_at - dialed_at))) FROM call_attempts"
-                    " WHERE ended_at IS NOT NULL AND dialed_at IS NOT NULL"
+                    "SELECT avg(extract(epoch FROM (e.received_at - a.dialed_at))) FROM webhook_events e"
+                    " JOIN call_attempts a ON a.id = e.attempt_id"
+                    " WHERE e.kind = 'hangup' AND e.status = 'processed' AND a.dialed_at IS NOT NULL"
                 )
             ).scalar()
         n_dials = len(dialed)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import redis
@@ -14,10 +16,13 @@ from factories import ALL_DAYS, ALWAYS, WED_NOON_LONDON, add_leads, make_attempt
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 from sqlalchemy.orm import Session
+from test_e2e import _campaign, _wait_for
 
 from dialer import pacing
+from dialer.campaigns import start_campaign
 from dialer.config import get_settings
-from dialer.db import new_session
+from dialer.db import new_session, session_scope
+from dialer.fleet import Fleet, fleet_env, free_port, wait_http
 from dialer.models import Agent, CallAttempt
 from dialer.outcomes import settle_attempt
 from dialer.pacing import PACER_LOCK_KEY, refill_campaigns
@@ -235,3 +240,43 @@ def test_refill_gives_up_on_a_lock_held_too_long(clean_db: sa.Engine, monkeypatc
         holder.execute(sa.select(sa.func.pg_advisory_xact_lock(PACER_LOCK_KEY)))
         with Session(clean_db) as s, s.begin():
             assert refill_campaigns(session=s, now=NOW, max_cps=10, campaign_ids=[campaign_id]) == []
+
+
+# ---- the whole chain, with real processes ---------------------------------------------------------------
+
+
+@pytest.mark.integration
+def test_each_hangup_brings_the_next_call_with_no_pacer_tick(
+    clean_db: sa.Engine, service_urls: tuple[str, str], tmp_path: Path
+) -> None:
+    """One agent, three leads and a pacer tick an hour away: only refills can dial leads 2 and 3."""
+    db_url, redis_url = service_urls
+    sim_port, web_port = free_port(), free_port()
+    env = fleet_env(database_url=db_url, redis_url=redis_url, sim_port=sim_port, web_port=web_port, var_dir=tmp_path)
+    env["DIALER_PACER_INTERVAL"] = "3600"
+    fleet = Fleet(tmp_path, env)
+    try:
+        fleet.start("simulator", "simulate", "--port", str(sim_port), "--seed", "5", "--speed", "0.01")
+        fleet.start("web", "web", "--port", str(web_port))
+        wait_http(f"http://127.0.0.1:{sim_port}/healthz", fleet)
+        wait_http(f"http://127.0.0.1:{web_port}/healthz", fleet)
+        with session_scope() as s:
+            campaign_id = _campaign(s, leads=3, agents=1, max_attempts=1)
+            start_campaign(session=s, campaign_id=campaign_id, now=dt.datetime.now(dt.UTC))
+        fleet.start("worker", "worker", "--concurrency", "2", "--loglevel", "WARNING")
+        fleet.start("beat", "beat", "--loglevel", "WARNING")
+        # The first call: as if an agent had just been freed.
+        RefillQueue(redis.Redis.from_url(redis_url), env["DIALER_REDIS_PREFIX"]).push([(campaign_id, time.time())])
+
+        def all_dialled() -> bool:
+            with session_scope() as s:
+                dialled = s.scalar(
+                    sa.select(sa.func.count()).where(
+                        CallAttempt.campaign_id == campaign_id, CallAttempt.dialed_at.is_not(None)
+                    )
+                )
+                return int(dialled or 0) >= 3
+
+        _wait_for(all_dialled, 180, fleet)
+    finally:
+        fleet.stop()
