@@ -49,11 +49,14 @@ def _after_fork(**_: Any) -> None:
 
 @beat_init.connect
 def _start_refill(sender: Any = None, **_: Any) -> None:
-    # The beat process also turns refill requests (agents freed by hangups) into pacer tasks.
+    # The beat process also paces campaigns whose agents a hangup has just freed.
     from dialer.refill import default_queue
-    from workers.refill import start
+    from workers.refill import pace_now, start
 
-    def send(campaign_ids: list[int]) -> None:
-        app.send_task("dialer.refill_campaigns", args=[campaign_ids])
+    def publish(attempt_id: int) -> None:
+        app.send_task("dialer.place_call", args=[attempt_id])
 
-    start(queue=default_queue(), send=send)
+    def pace(campaign_ids: list[int]) -> None:
+        pace_now(campaign_ids, publish)
+
+    start(queue=default_queue(), send=pace)

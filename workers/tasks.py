@@ -17,7 +17,6 @@ from dialer.dialing import place_call as dial
 from dialer.embedded import resolve_urls
 from dialer.limiter import RedisRateLimiter
 from dialer.pacing import pace_campaigns as pace
-from dialer.pacing import refill_campaigns as refill
 from dialer.reconciler import reconcile as reconcile_calls
 from dialer.reports import compact_counters
 from dialer.webhooks import pending_events, process_event
@@ -83,16 +82,6 @@ def pace_campaigns(campaign_ids: list[int] | None = None) -> int:
     for attempt_id in result.attempt_ids:
         place_call.delay(attempt_id)
     return len(result.attempt_ids)
-
-
-@app.task(name="dialer.refill_campaigns")
-def refill_campaigns(campaign_ids: list[int]) -> int:
-    """Pace campaigns whose agents just became free; publish the dials after the claim has committed."""
-    with session_scope() as session:
-        attempt_ids = refill(session=session, now=_now(), max_cps=get_settings().max_cps, campaign_ids=campaign_ids)
-    for attempt_id in attempt_ids:
-        place_call.delay(attempt_id)
-    return len(attempt_ids)
 
 
 @app.task(name="dialer.process_events")
