@@ -23,9 +23,10 @@ Decisions:
 from __future__ import annotations
 
 import itertools
+import operator
 import zoneinfo
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,14 +37,14 @@ from sqlalchemy.orm import Session
 
 from dialer.importing import ImportFailed
 from dialer.importing.columns import PHONE_COLUMNS, Columns, find_phone_column, map_columns
-from dialer.importing.fields import canonical_zone, json_objects, parse_callback, parse_priority, per_value, stripped
-from dialer.importing.loading import LeadLoader
-from dialer.importing.numbers import normalise_column
+from dialer.importing.fields import canonical_zone, custom_cells, parse_callback, parse_priority, per_value, stripped
+from dialer.importing.loading import LeadLoader, copy_text
+from dialer.importing.numbers import e164_texts, normalise_column
 from dialer.importing.rejects import REJECTS_COLUMNS, RejectsFile
 from dialer.importing.sources import Chunk, Table, open_table
 from dialer.models import Campaign, ImportJob
 from dialer.phones import INVALID_NUMBER, MISSING_NUMBER, NOT_DIALABLE_TYPE, UNPARSEABLE
-from dialer.states import CampaignState, LeadStatus
+from dialer.states import CampaignState
 
 __all__ = [
     "CHUNK_ROWS",
@@ -161,11 +162,18 @@ class _Context:
     zone: zoneinfo.ZoneInfo
     default_zones: str
     agents: dict[str, int]
-    existing: set[str]
+    # The campaign's numbers before the import, as sorted E.164 keys (see NumberColumn.key).
+    existing: np.ndarray
+    # Custom fields: (column, header) of the file's custom columns, and whether a stored row had a value in each.
+    custom: list[tuple[int, str]]
+    filled: list[bool]
     # False when the DNC list was empty at the start (a number listed during the import is
     # still refused at dispatch, where DNC is checked again).
     dnc_listed: bool = True
-    seen: dict[str, int] = field(default_factory=dict)
+    # Numbers seen so far in the file (sorted keys) and the row each was first seen on.
+    seen_keys: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
+    seen_rows: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
+    zone_literals: dict[tuple[str, ...], str] = field(default_factory=dict)
     counts: Counter[str] = field(default_factory=Counter)
     total: int = 0
     accepted: int = 0
@@ -187,8 +195,11 @@ def _import(
     assert connection is not None
     with connection.cursor() as cur:
         cur.execute("SELECT pg_advisory_xact_lock(%s, %s)", (_LOCK_CLASS, campaign.id))
+        # The statement triggers on leads read each COPY's rows from a transition table: let one
+        # batch's (about 20 MB) stay in memory rather than spill to a temporary file.
+        cur.execute("SET LOCAL work_mem = '64MB'")
         cur.execute("SELECT phone_e164 FROM leads WHERE campaign_id = %s", (campaign.id,))
-        existing = {phone for (phone,) in cur}
+        existing = _keys_of(phone for (phone,) in cur)
         cur.execute("SELECT EXISTS (SELECT 1 FROM dnc_numbers)")
         dnc_row = cur.fetchone()
     ctx = _Context(
@@ -199,33 +210,31 @@ def _import(
         default_zones=_array_literal((campaign.timezone,)),
         agents={a.number: a.id for a in campaign.agents},
         existing=existing,
+        custom=list(columns.custom),
+        filled=[False] * len(columns.custom),
         dnc_listed=bool(dnc_row and dnc_row[0]),
     )
-    loader = LeadLoader(connection)
+    loader = LeadLoader(connection, custom=bool(ctx.custom))
     try:
         for chunk in table.chunks(CHUNK_ROWS):
             # Everything up to the COPY text runs while the previous batch is still being stored.
             batch, found = _screen(chunk, columns, ctx)
-            lines = _copy_lines(batch, ctx)
-            loader.wait()
-            keep, more = _screen_against_database(connection, batch, ctx)
-            found.extend(more)
-            if not keep.all():
-                lines = [line for line, kept in zip(lines, keep.tolist(), strict=True) if kept]
-                batch = batch.take(keep)
-            timed = batch.callback != None  # noqa: E711
-            if timed.any():
-                loader.send(
-                    "".join(line for line, t in zip(lines, timed.tolist(), strict=True) if not t).encode(),
-                    "".join(line for line, t in zip(lines, timed.tolist(), strict=True) if t).encode(),
-                )
-            else:
-                loader.send("".join(lines).encode(), b"")
-            ctx.accepted += len(batch.rows)
-            ctx.callbacks += int((batch.callback != None).sum())  # noqa: E711
+            found.extend(_screen_against_campaign(batch, ctx))
+            texts = _copy_texts(batch, chunk, ctx)
+            if ctx.dnc_listed and len(batch.rows):
+                loader.wait()
+                listed = _screen_against_dnc(connection, batch, ctx)
+                if listed:
+                    found.extend(listed)
+                    texts = _copy_texts(batch, chunk, ctx)
+            loader.send(*texts)
+            _count_stored(batch, chunk, ctx)
             for r in found:
                 ctx.counts[r[1]] += 1
-            rejects.write([(row, code, text, [col[pos] for col in chunk.columns]) for row, code, text, pos in found])
+            if rejects.path is not None:
+                rejects.write(
+                    [(row, code, text, [col[pos] for col in chunk.columns]) for row, code, text, pos in found]
+                )
             if progress is not None:
                 progress(chunk.done, ctx.total)
         loader.wait()
@@ -241,6 +250,8 @@ def _import(
     job.accepted = ctx.accepted
     job.rejected = ctx.total - ctx.accepted
     job.rejects_by_reason = {reason: ctx.counts[reason] for reason in REASONS if ctx.counts[reason]}
+    if ctx.custom:
+        job.custom_keys = [name if filled else None for (_, name), filled in zip(ctx.custom, ctx.filled, strict=True)]
     session.flush()
     return ImportReport(
         job_id=job.id,
@@ -268,9 +279,8 @@ class _Batch:
 
     pos: np.ndarray
     rows: np.ndarray
-    e164: np.ndarray
+    key: np.ndarray
     zones: np.ndarray
-    custom: np.ndarray
     priority: np.ndarray
     callback: np.ndarray
     agent: np.ndarray
@@ -286,11 +296,10 @@ def _screen(chunk: Chunk, columns: Columns, ctx: _Context) -> tuple[_Batch, list
     numbers = normalise_column(chunk.columns[columns.phone], ctx.region)
     reason = numbers.reason
     message = numbers.message
-    ok = reason == None  # noqa: E711 - elementwise on an object array
+    ok = numbers.key > 0
 
     zones = np.empty(n, dtype=object)
-    own: list[tuple[str, ...]] = numbers.zones.tolist()
-    zones[:] = per_value(own, lambda z: _array_literal(z) if z else ctx.default_zones)
+    zones[:] = list(map(_ZoneLiterals(ctx).__getitem__, numbers.zones.tolist()))
     if columns.timezone is not None:
         cells = stripped(chunk.columns[columns.timezone])
         named = per_value(cells, lambda c: canonical_zone(c) if c else "")
@@ -347,35 +356,39 @@ def _screen(chunk: Chunk, columns: Columns, ctx: _Context) -> tuple[_Batch, list
 
     # The first otherwise-valid row with a number wins; later ones are duplicates of it.
     valid = np.flatnonzero(ok)
-    firsts = np.fromiter(
-        (ctx.seen.setdefault(e, r) for e, r in zip(numbers.e164[valid], chunk.rows[valid].tolist(), strict=True)),
-        dtype=np.int64,
-        count=len(valid),
-    )
-    for i, first in zip(valid[firsts != chunk.rows[valid]], firsts[firsts != chunk.rows[valid]], strict=True):
-        _reject(ok, reason, message, int(i), DUPLICATE_IN_FILE, f"same number as row {first} ({numbers.e164[i]})")
+    firsts = _first_rows(numbers.key[valid], chunk.rows[valid], ctx)
+    later = firsts != chunk.rows[valid]
+    for i, first in zip(valid[later].tolist(), firsts[later].tolist(), strict=True):
+        _reject(ok, reason, message, i, DUPLICATE_IN_FILE, f"same number as row {first} (+{numbers.key[i]})")
 
     found: list[_Reject] = [
-        (int(chunk.rows[i]), str(reason[i]), str(message[i] or ""), int(i)) for i in np.flatnonzero(~ok)
+        (int(chunk.rows[i]), str(reason[i]), str(message[i] or ""), int(i)) for i in np.flatnonzero(~ok).tolist()
     ]
     keep = np.flatnonzero(ok)
-    everyone = len(keep) == n
-    fields = [
-        (name, chunk.columns[col] if everyone else np.asarray(chunk.columns[col], dtype=object)[keep].tolist())
-        for col, name in columns.custom
-    ]
-    custom = np.array(json_objects(fields, len(keep)), dtype=object) if len(keep) else np.empty(0, dtype=object)
     batch = _Batch(
         pos=keep,
         rows=chunk.rows[keep],
-        e164=numbers.e164[keep],
+        key=numbers.key[keep],
         zones=zones[keep],
-        custom=custom,
         priority=priority[keep],
         callback=callback[keep],
         agent=agent[keep],
     )
     return batch, found
+
+
+class _ZoneLiterals(dict[tuple[str, ...], str]):
+    """Zones tuple -> text[] literal, built once per distinct tuple for the whole import."""
+
+    def __init__(self, ctx: _Context) -> None:
+        self.ctx = ctx
+
+    def __missing__(self, zones: tuple[str, ...]) -> str:
+        literal = self.ctx.zone_literals.get(zones)
+        if literal is None:
+            literal = self.ctx.zone_literals[zones] = _array_literal(zones) if zones else self.ctx.default_zones
+        self[zones] = literal
+        return literal
 
 
 def _reject(ok: np.ndarray, reason: np.ndarray, message: np.ndarray, i: int, code: str, text: str) -> None:
@@ -384,70 +397,145 @@ def _reject(ok: np.ndarray, reason: np.ndarray, message: np.ndarray, i: int, cod
     message[i] = text
 
 
-def _screen_against_database(connection: Any, batch: _Batch, ctx: _Context) -> tuple[np.ndarray, list[_Reject]]:
-    """Return which rows to keep: not on the DNC list, not already a lead of the campaign."""
-    found: list[_Reject] = []
-    keep = np.ones(len(batch.rows), dtype=bool)
-    if not len(batch.rows):
-        return keep, found
-    numbers = batch.e164.tolist()
-    listed: set[str] = set()
-    if ctx.dnc_listed:
-        with connection.cursor() as cur:
-            # One text parameter split by the server: adapting a 50,000-item list costs more than the query.
-            cur.execute(
-                "SELECT phone_e164 FROM dnc_numbers WHERE phone_e164 = ANY(string_to_array(%s, ','))",
-                (",".join(numbers),),
-            )
-            listed = {phone for (phone,) in cur}
-    if not listed and not ctx.existing:
-        return keep, found
-    for i, e164 in enumerate(numbers):
-        if e164 in listed:
-            keep[i] = False
-            found.append((int(batch.rows[i]), DNC, f"on the do-not-call list ({e164})", int(batch.pos[i])))
-        elif e164 in ctx.existing:
-            keep[i] = False
-            message = f"already a lead of campaign {ctx.campaign_id} ({e164})"
-            found.append((int(batch.rows[i]), DUPLICATE_IN_CAMPAIGN, message, int(batch.pos[i])))
-    return keep, found
+def _first_rows(keys: np.ndarray, rows: np.ndarray, ctx: _Context) -> np.ndarray:
+    """Return, per number, the row it was first seen on (this chunk's or an earlier one's); remember the new ones."""
+    if not len(keys):
+        return rows.copy()
+    unique, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+    firsts = rows[first]
+    at = np.searchsorted(ctx.seen_keys, unique)
+    known = at < len(ctx.seen_keys)
+    known[known] = ctx.seen_keys[at[known]] == unique[known]
+    firsts[known] = ctx.seen_rows[at[known]]
+    fresh = ~known
+    ctx.seen_keys = np.insert(ctx.seen_keys, at[fresh], unique[fresh])
+    ctx.seen_rows = np.insert(ctx.seen_rows, at[fresh], firsts[fresh])
+    return firsts[inverse]
 
 
-def _copy_lines(batch: _Batch, ctx: _Context) -> list[str]:
-    """Sort the batch by number (in place) and return its rows as COPY text lines."""
-    if not len(batch.rows):
+def _keys_of(phones: Iterator[str]) -> np.ndarray:
+    """Return the sorted NumberColumn keys of E.164 texts (anything else cannot match a key)."""
+    keys = [int(p[1:]) for p in phones if p[:1] == "+" and p[1:].isdigit() and p[1:].isascii() and len(p) <= 19]
+    return np.unique(np.array(keys, dtype=np.int64))
+
+
+def _screen_against_campaign(batch: _Batch, ctx: _Context) -> list[_Reject]:
+    """Drop the rows whose number the campaign already has (in place); return them as rejects."""
+    if not len(ctx.existing) or not len(batch.rows):
         return []
-    # Fixed-width text sorts in C; E.164 is at most 16 characters.
-    order = np.argsort(batch.e164.astype("U16"), kind="stable")
+    at = np.minimum(np.searchsorted(ctx.existing, batch.key), len(ctx.existing) - 1)
+    hit = ctx.existing[at] == batch.key
+    found: list[_Reject] = [
+        (int(row), DUPLICATE_IN_CAMPAIGN, f"already a lead of campaign {ctx.campaign_id} (+{key})", int(pos))
+        for row, key, pos in zip(
+            batch.rows[hit].tolist(), batch.key[hit].tolist(), batch.pos[hit].tolist(), strict=True
+        )
+    ]
+    _keep_only(batch, ~hit)
+    return found
+
+
+def _screen_against_dnc(connection: Any, batch: _Batch, ctx: _Context) -> list[_Reject]:
+    """Drop the rows whose number is on the do-not-call list (in place); return them as rejects."""
+    numbers = e164_texts(batch.key).tolist()
+    with connection.cursor() as cur:
+        # One text parameter split by the server: adapting a 50,000-item list costs more than the query.
+        cur.execute(
+            "SELECT phone_e164 FROM dnc_numbers WHERE phone_e164 = ANY(string_to_array(%s, ','))",
+            (",".join(numbers),),
+        )
+        listed = {phone for (phone,) in cur}
+    if not listed:
+        return []
+    hit = np.fromiter((e in listed for e in numbers), dtype=bool, count=len(numbers))
+    found: list[_Reject] = [
+        (int(row), DNC, f"on the do-not-call list ({numbers[i]})", int(pos))
+        for i, row, pos in zip(
+            np.flatnonzero(hit).tolist(), batch.rows[hit].tolist(), batch.pos[hit].tolist(), strict=True
+        )
+    ]
+    _keep_only(batch, ~hit)
+    return found
+
+
+def _keep_only(batch: _Batch, keep: np.ndarray) -> None:
+    if not keep.all():
+        for name in batch.__dataclass_fields__:
+            setattr(batch, name, getattr(batch, name)[keep])
+
+
+def _count_stored(batch: _Batch, chunk: Chunk, ctx: _Context) -> None:
+    ctx.accepted += len(batch.rows)
+    ctx.callbacks += int((batch.callback != None).sum())  # noqa: E711
+    for c, (col, _) in enumerate(ctx.custom):
+        if not ctx.filled[c] and len(batch.pos):
+            ctx.filled[c] = any(v.strip() for v in _take(chunk.columns[col], batch.pos))
+
+
+def _copy_texts(batch: _Batch, chunk: Chunk, ctx: _Context) -> tuple[str, str, str]:
+    """Sort the batch by number (in place) and return its COPY text: plain, extra and timed rows.
+
+    See importing.loading for the three column lists. Each text is assembled column by column
+    (slice assignment into one list of pieces, then one join) rather than row by row.
+    """
+    if not len(batch.rows):
+        return "", "", ""
+    order = np.argsort(batch.key, kind="stable")
     for name in batch.__dataclass_fields__:
         setattr(batch, name, getattr(batch, name)[order])
     # Rows without a callback leave next_attempt_at to its default, now(): the same transaction
-    # time, and one timestamp less for Postgres to parse per row. Callback rows carry it (TIMED_COLUMNS).
-    pending = LeadStatus.PENDING.value
-    plain = f"\t{pending}\t0\t0\t0\t\\N\t\\N\n"
-    tails = np.full(len(batch.rows), plain, dtype=object)
-    special = (batch.priority != 0) | (batch.callback != None) | (batch.agent != None)  # noqa: E711
-    for i in np.flatnonzero(special):
-        priority, callback, agent = int(batch.priority[i]), batch.callback[i], batch.agent[i]
-        agent_text = "\\N" if agent is None else str(agent)
-        if callback is None:
-            tails[i] = f"\t{pending}\t{priority}\t0\t0\t\\N\t{agent_text}\n"
-        else:
-            due = callback.isoformat()
-            priority = max(priority, CALLBACK_PRIORITY)
-            tails[i] = f"\t{pending}\t{priority}\t0\t0\t{due}\t{due}\t{agent_text}\n"
-    prefix = f"{ctx.campaign_id}\t{ctx.job_id}\t"
-    return [
-        f"{prefix}{row}\t{e164}\t{zones}\t{custom}{tail}"
-        for row, e164, zones, custom, tail in zip(
-            batch.rows.tolist(),
-            batch.e164.tolist(),
-            batch.zones.tolist(),
-            batch.custom.tolist(),
-            tails.tolist(),
-            strict=True,
+    # time, and one timestamp less for Postgres to parse per row.
+    timed = batch.callback != None  # noqa: E711
+    extra = ~timed & ((batch.priority != 0) | (batch.agent != None))  # noqa: E711
+    plain = ~(timed | extra)
+    customs = [custom_cells(chunk.columns[col]) for col, _ in ctx.custom]
+    texts = []
+    for part, tail in ((plain, None), (extra, _extra_tails), (timed, _timed_tails)):
+        if not part.any():
+            texts.append("")
+            continue
+        rows = np.flatnonzero(part) if not part.all() else None
+        pick = batch.pos if rows is None else batch.pos[rows]
+        texts.append(
+            copy_text(
+                prefix=f"{ctx.campaign_id}\t{ctx.job_id}\t",
+                columns=[
+                    list(map(str, (batch.rows if rows is None else batch.rows[rows]).tolist())),
+                    list(map(str, (batch.key if rows is None else batch.key[rows]).tolist())),
+                    (batch.zones if rows is None else batch.zones[rows]).tolist(),
+                ],
+                customs=[_take(c, pick) for c in customs],
+                tails=None if tail is None else tail(batch, rows),
+            )
         )
-    ]
+    return texts[0], texts[1], texts[2]
+
+
+def _extra_tails(batch: _Batch, rows: np.ndarray | None) -> list[str]:
+    picked = range(len(batch.rows)) if rows is None else rows.tolist()
+    return [f"\t{int(batch.priority[i])}\t{_agent_text(batch.agent[i])}" for i in picked]
+
+
+def _timed_tails(batch: _Batch, rows: np.ndarray | None) -> list[str]:
+    picked = range(len(batch.rows)) if rows is None else rows.tolist()
+    out = []
+    for i in picked:
+        due = batch.callback[i].isoformat()
+        priority = max(int(batch.priority[i]), CALLBACK_PRIORITY)
+        out.append(f"\t{priority}\t{due}\t{due}\t{_agent_text(batch.agent[i])}")
+    return out
+
+
+def _agent_text(agent: int | None) -> str:
+    return "\\N" if agent is None else str(agent)
+
+
+def _take(values: Sequence[str], positions: np.ndarray) -> Sequence[str]:
+    """Return values[p] for each position, picked in C (itemgetter) rather than a Python loop."""
+    picks = positions.tolist()
+    if len(picks) > 1:
+        return operator.itemgetter(*picks)(values)  # type: ignore[no-any-return]
+    return [values[p] for p in picks]
 
 
 def _array_literal(zones: tuple[str, ...] | tuple[str | None, ...]) -> str:

@@ -25,6 +25,7 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy.ext.hybrid import hybrid_property
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from dialer.states import AttemptStatus, CampaignState, LeadStatus
@@ -133,36 +134,59 @@ class ImportJob(Base):
     rejected: Mapped[int] = mapped_column(Integer, default=0)
     # {reason_code: count}
     rejects_by_reason: Mapped[dict[str, int]] = mapped_column(JSONB, default=dict)
+    # The file's custom-field headers: the order of its leads' custom_values. None for a column
+    # that is empty on every stored lead (it is in no lead's custom_fields).
+    custom_keys: Mapped[list[str | None] | None] = mapped_column(ARRAY(Text))
     created_at: Mapped[dt.datetime] = _now()
 
 
 class Lead(Base):
     __tablename__ = "leads"
     __table_args__ = (
-        UniqueConstraint("campaign_id", "phone_e164"),
-        # Matches the pacer's ORDER BY priority DESC, next_attempt_at, id: no sort per tick.
-        Index("ix_leads_dispatch", "campaign_id", "status", text("priority DESC"), "next_attempt_at", "id"),
-        Index("ix_leads_phone_e164", "phone_e164"),
+        # One index for the one-number-per-campaign rule and for look-ups by number across
+        # campaigns (caps, DNC at dispatch); look-ups by campaign use ix_leads_dispatch.
+        UniqueConstraint("phone_e164", "campaign_id"),
+        # Matches the pacer's ORDER BY priority DESC, next_attempt_at, id: no sort per tick. Its
+        # keys end with the id, so never repeat: no deduplication pass on every page split.
+        Index(
+            "ix_leads_dispatch",
+            "campaign_id",
+            "status",
+            text("priority DESC"),
+            "next_attempt_at",
+            "id",
+            postgresql_with={"deduplicate_items": "off"},
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
-    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
-    import_job_id: Mapped[int | None] = mapped_column(ForeignKey("import_jobs.id", ondelete="SET NULL"))
+    # campaign_id and import_job_id refer to campaigns and import_jobs with the rules of foreign
+    # keys (cascade, set null), checked once per statement by triggers rather than once per row
+    # by foreign-key constraints, so a million-row COPY does not run a million look-ups (migration 0005).
+    campaign_id: Mapped[int] = mapped_column(Integer)
+    import_job_id: Mapped[int | None] = mapped_column(Integer)
     source_row: Mapped[int | None] = mapped_column(Integer)
     phone_e164: Mapped[str] = mapped_column(String(20))
     # Candidate IANA zones; the calling window must hold in every one (invariant 5).
     timezones: Mapped[list[str]] = mapped_column(ARRAY(String(64)), default=list)
-    custom_fields: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
-    status: Mapped[LeadStatus] = mapped_column(_enum(LeadStatus), default=LeadStatus.PENDING)
-    priority: Mapped[int] = mapped_column(Integer, default=0)
+    # Custom fields of a lead added one by one; read `custom_fields`, which adds an imported lead's.
+    own_fields: Mapped[dict[str, Any]] = mapped_column(
+        "custom_fields", JSONB, default=dict, server_default=text("'{}'::jsonb")
+    )
+    # An imported lead's custom cells, one per header of its import job's custom_keys ('' = empty).
+    custom_values: Mapped[list[str] | None] = mapped_column(ARRAY(Text))
+    status: Mapped[LeadStatus] = mapped_column(
+        _enum(LeadStatus), default=LeadStatus.PENDING, server_default=LeadStatus.PENDING.value
+    )
+    priority: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     # A scheduled callback (dialled first when due, still inside the window).
     callback_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     # Only this agent may take the lead's calls (an `agent` column at import).
     agent_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id", ondelete="SET NULL"))
     # Attempts charged against max_attempts (agent_missed and retry-safe failures are not).
-    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     # Attempt rows created so far (charged or not); the next one is attempt_seq + 1.
-    attempt_seq: Mapped[int] = mapped_column(Integer, default=0)
+    attempt_seq: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     next_attempt_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     last_outcome: Mapped[str | None] = mapped_column(String(24))
     blocked_reason: Mapped[str | None] = mapped_column(String(64))
@@ -170,6 +194,30 @@ class Lead(Base):
     updated_at: Mapped[dt.datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
     )
+
+    import_job: Mapped[ImportJob | None] = relationship(
+        primaryjoin="foreign(Lead.import_job_id) == ImportJob.id", viewonly=True, lazy="select"
+    )
+
+    @hybrid_property
+    def custom_fields(self) -> dict[str, Any]:
+        """Return the lead's custom fields: its own, plus the non-empty cells of its import."""
+        fields = dict(self.own_fields or {})
+        job = self.import_job if self.custom_values is not None else None
+        if job is not None and job.custom_keys:
+            fields.update((k, v) for k, v in zip(job.custom_keys, self.custom_values or (), strict=False) if k and v)
+        return fields
+
+    @custom_fields.inplace.setter
+    def _custom_fields_setter(self, value: dict[str, Any]) -> None:
+        self.own_fields = dict(value)
+        self.custom_values = None
+
+    @custom_fields.inplace.expression
+    @classmethod
+    def _custom_fields_expression(cls) -> Any:
+        # lead_custom_fields() (migration 0005) is the same merge in SQL.
+        return func.lead_custom_fields(cls.own_fields, cls.import_job_id, cls.custom_values, type_=JSONB)
 
 
 class CallAttempt(Base):

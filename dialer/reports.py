@@ -78,22 +78,32 @@ def _minute(column: str) -> str:
     return f"to_char({column} AT TIME ZONE 'UTC', {_MINUTE_FMT})"
 
 
-def _lead_facts(src: str) -> str:
+def _lead_facts(src: str, *, raw_first: bool = False) -> str:
     """SQL: the facts of the lead rows in `src` (a table, a transition table or a subquery).
 
     - lead_status/<status>: one per lead.
     - pending_at/<blocked_reason>@<next_attempt_at, UTC second>: pending leads, by why they wait
       and when they are due (so "due now" is a sum over keys, no scan).
     - finished_minute/<UTC minute of updated_at>: leads in a final status, for the pace and the ETA.
+
+    `raw_first` counts equal raw values first and computes the keys once per group: the rows of
+    one import share them all (status, due time, update time), so a 50,000-row COPY costs one
+    hash lookup per row instead of the key expressions per row.
     """
+    rows = (
+        f"(SELECT campaign_id, status, blocked_reason, next_attempt_at, updated_at, count(*) AS n FROM {src}"
+        " GROUP BY 1, 2, 3, 4, 5)"
+        if raw_first
+        else src
+    )
     return f"""
 SELECT g.campaign_id, f.kind, f.key, g.n, 0::bigint AS total FROM (
   SELECT r.campaign_id, r.status::text AS status,
     CASE WHEN r.status = {_PENDING} THEN coalesce(r.blocked_reason, '') END AS reason,
     CASE WHEN r.status = {_PENDING} THEN date_trunc('second', r.next_attempt_at AT TIME ZONE 'UTC') END AS due,
     CASE WHEN r.status IN {_FINAL_LEAD} THEN date_trunc('minute', r.updated_at AT TIME ZONE 'UTC') END AS fin,
-    count(*)::bigint AS n
-  FROM {src} AS r GROUP BY 1, 2, 3, 4, 5
+    {"sum(r.n)" if raw_first else "count(*)"}::bigint AS n
+  FROM {rows} AS r GROUP BY 1, 2, 3, 4, 5
 ) AS g
 CROSS JOIN LATERAL (VALUES
   ('lead_status', g.status),
@@ -241,7 +251,7 @@ LOCK TABLE leads, call_attempts IN SHARE ROW EXCLUSIVE MODE;
 
 CREATE OR REPLACE FUNCTION campaign_counters_leads() RETURNS trigger LANGUAGE plpgsql AS $fn$
 BEGIN
-  IF TG_OP = 'INSERT' THEN{_insert_sums(_lead_facts("new_rows"))}
+  IF TG_OP = 'INSERT' THEN{_insert_sums(_lead_facts("new_rows", raw_first=True))}
   ELSE{_insert_sums(lead_update)}
   END IF;
   RETURN NULL;
@@ -736,17 +746,26 @@ def safe_cell(value: Any) -> str:
 def iter_leads_csv(*, session: Session, campaign_id: int, batch: int = 5000) -> Iterator[str]:
     """Yield the lead-level export as CSV text chunks (one row per lead), formula-safe, streamed."""
     get_campaign(session=session, campaign_id=campaign_id)
-    extra = sorted(
-        str(k)
-        for k in session.scalars(
-            select(func.jsonb_object_keys(Lead.custom_fields)).where(Lead.campaign_id == campaign_id).distinct()
+    # An imported lead's fields are its import job's custom_keys against its custom_values; a
+    # key is None when no stored lead of that import has a value in the column.
+    job_keys = {
+        job_id: list(keys or ())
+        for job_id, keys in session.execute(
+            select(ImportJob.id, ImportJob.custom_keys).where(
+                ImportJob.campaign_id == campaign_id, ImportJob.custom_keys.is_not(None)
+            )
         )
+    }
+    own_keys = session.scalars(
+        select(func.jsonb_object_keys(Lead.own_fields)).where(Lead.campaign_id == campaign_id).distinct()
     )
+    extra = sorted({str(k) for k in own_keys} | {k for keys in job_keys.values() for k in keys if k})
     # A custom column named like one of ours is kept, renamed, rather than shadowing it.
     headers = [*EXPORT_COLUMNS, *(f"custom_{k}" if k in EXPORT_COLUMNS else k for k in extra)]
     stmt = text(
         """
-SELECT l.id, l.phone_e164, l.status, l.attempts, l.last_outcome, l.custom_fields, a.talk, a.recording_url, a.last_call
+SELECT l.id, l.phone_e164, l.status, l.attempts, l.last_outcome, l.custom_fields, l.import_job_id, l.custom_values,
+       a.talk, a.recording_url, a.last_call
 FROM leads AS l
 LEFT JOIN LATERAL (
   SELECT coalesce(sum(billsec) FILTER (WHERE status = :completed), 0) AS talk,
@@ -766,8 +785,10 @@ ORDER BY l.id"""
         execution_options={"yield_per": batch},
     )
     for partition in result.partitions(batch):
-        for lead_id, phone, status, attempts, last_outcome, fields, talk, recording, last_call in partition:
-            fields = fields or {}
+        for lead_id, phone, status, attempts, last_outcome, own, job_id, cells, talk, recording, last_call in partition:
+            fields = dict(own or {})
+            if cells is not None:
+                fields.update((k, v) for k, v in zip(job_keys.get(job_id, ()), cells, strict=False) if k and v)
             writer.writerow(
                 [
                     lead_id,

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from dialer import importer
+from dialer import importer, reports
 from dialer.importer import ImportFailed, ImportReport, NumberList, import_leads, read_numbers
 from dialer.models import Campaign, DncNumber, ImportJob, Lead
 from dialer.states import CampaignState, LeadStatus
@@ -218,6 +219,35 @@ def test_custom_fields_keep_every_other_column(session: Session, campaign: Campa
         "column E": "x",
         "Notes": "second",
     }
+
+
+def test_custom_fields_are_stored_compactly_and_exported(session: Session, campaign: Campaign, tmp_path: Path) -> None:
+    # Stored as one text[] per lead against the import job's headers (custom_keys); every cell
+    # comes back as it was typed, trimmed, and a column empty on every stored row is in no lead.
+    odd = ' back\\slash\\ "quoted", {braced} tab\there\nline \\N NULL é '
+    path = tmp_path / "leads.csv"
+    rows = [
+        ["phone", "name", "notes", "empty", "only rejected"],
+        ["07911 123456", "Ada", odd, "", ""],
+        ["07911 123457", "  ", "plain", " ", ""],
+        ["not a number", "Zed", "x", "", "kept nowhere"],
+        ["07911 123458", "Bo\x1fb", "", "", ""],
+    ]
+    with path.open("w", newline="", encoding="utf-8") as f:
+        csv.writer(f).writerows(rows)
+
+    report = import_leads(session=session, campaign=campaign, path=path)
+
+    ada, second, bob = _leads(session, campaign)
+    assert ada.custom_fields == {"name": "Ada", "notes": odd.strip()}
+    assert second.custom_fields == {"notes": "plain"}
+    assert bob.custom_fields == {"name": "Bo\x1fb"}
+    job = session.get(ImportJob, report.job_id)
+    assert job is not None and job.custom_keys == ["name", "notes", None, None]
+    assert session.scalars(sa.select(Lead.custom_fields).where(Lead.id == ada.id)).one() == ada.custom_fields
+    exported = list(csv.DictReader(io.StringIO(reports.leads_csv(session=session, campaign_id=campaign.id))))
+    assert set(exported[0]) == {*reports.EXPORT_COLUMNS, "name", "notes"}
+    assert [(r["name"], r["notes"]) for r in exported] == [("Ada", odd.strip()), ("", "plain"), ("Bo\x1fb", "")]
 
 
 def test_timezone_column(session: Session, campaign: Campaign, tmp_path: Path) -> None:

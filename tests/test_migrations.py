@@ -4,9 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import psycopg
+import pytest
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
+from factories import add_leads, make_campaign
+from sqlalchemy.orm import Session
+
+from dialer.models import Campaign, ImportJob, Lead
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -22,7 +28,32 @@ def test_idempotency_constraints_exist(engine: sa.Engine) -> None:
         table: {tuple(u["column_names"]) for u in inspector.get_unique_constraints(table)}
         for table in ("leads", "call_attempts", "webhook_events")
     }
-    assert ("campaign_id", "phone_e164") in uniques["leads"]
+    # One number per campaign; phone first, so the same index serves look-ups by number.
+    assert ("phone_e164", "campaign_id") in uniques["leads"]
     assert ("lead_id", "attempt_no") in uniques["call_attempts"]
     assert ("custom_identifier",) in uniques["call_attempts"]
     assert ("dedupe_key",) in uniques["webhook_events"]
+
+
+def test_leads_references_hold_like_foreign_keys(session: Session) -> None:
+    # leads.campaign_id and leads.import_job_id are checked per statement by triggers (0005).
+    campaign = make_campaign(session)
+    job = ImportJob(campaign_id=campaign.id, filename="a.csv")
+    session.add(job)
+    session.flush()
+    (lead,) = add_leads(session, campaign)
+    lead.import_job_id = job.id
+    session.flush()
+
+    for bad in ({"campaign_id": 999_999}, {"campaign_id": campaign.id, "import_job_id": 999_999}):
+        with pytest.raises(sa.exc.IntegrityError) as raised, session.begin_nested():
+            session.add(Lead(phone_e164="+447700900123", timezones=[], **bad))
+            session.flush()
+        assert isinstance(raised.value.orig, psycopg.errors.ForeignKeyViolation)
+    with pytest.raises(sa.exc.IntegrityError), session.begin_nested():
+        session.execute(sa.update(Lead).where(Lead.id == lead.id).values(campaign_id=999_999))
+
+    session.execute(sa.delete(ImportJob).where(ImportJob.id == job.id))
+    assert session.scalar(sa.select(Lead.import_job_id).where(Lead.id == lead.id)) is None
+    session.execute(sa.delete(Campaign).where(Campaign.id == campaign.id))
+    assert session.scalar(sa.select(sa.func.count()).select_from(Lead).where(Lead.id == lead.id)) == 0

@@ -8,25 +8,21 @@ Decisions:
   other format, rejects the row (`invalid_callback_at`): a guess could ring at the wrong hour.
 - `priority`: a whole number from -1,000,000 to 1,000,000 (`invalid_priority` otherwise).
 - `agent`: the number of one of the campaign's agents (`unknown_agent` otherwise).
-- Custom fields: cells trimmed; NUL characters dropped (Postgres text cannot hold them).
+- Custom fields: cells trimmed; NUL characters dropped (Postgres text cannot hold them); stored
+  as a text[] against the import job's headers (see `custom_cells`).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
 import re
 import zoneinfo
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from functools import lru_cache
 from typing import TypeVar
 
-import numpy as np
-
 PRIORITY_LIMIT = 1_000_000
 _JOIN = "\x1f"
-# Cells that need json.dumps rather than plain quoting (the joiner itself is checked apart).
-_JSON_SPECIAL = re.compile(r'["\\\x00-\x1e]')
 _CALLBACK_SHAPE = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{1,2}:\d{2}")
 _PRIORITY_SHAPE = re.compile(r"[+-]?\d{1,9}")
 
@@ -34,78 +30,39 @@ T = TypeVar("T")
 K = TypeVar("K", bound=Hashable)
 
 
-def cells_matching(values: Sequence[str], pattern: re.Pattern[str]) -> np.ndarray:
-    """Return a mask of the cells in which `pattern` (which must not match U+001F) finds a match.
-
-    The column is joined with U+001F and scanned once, which for a character class is far
-    cheaper than a search per cell; a column that contains U+001F is scanned cell by cell.
-    """
-    n = len(values)
-    mask = np.zeros(n, dtype=bool)
-    if not n:
-        return mask
-    big = _JOIN.join(values)
-    if pattern is _JSON_SPECIAL and '"' not in big and "\\" not in big and "".join(values).isprintable():
-        # The usual column: no quotes, backslashes or control characters (memchr-fast checks).
-        return mask
-    if big.count(_JOIN) != n - 1:
-        return np.fromiter((pattern.search(v) is not None for v in values), dtype=bool, count=n)
-    positions = [m.start() for m in pattern.finditer(big)]
-    if positions:
-        starts = np.zeros(n, dtype=np.int64)
-        np.cumsum(np.fromiter(map(len, values), dtype=np.int64, count=n)[:-1] + 1, out=starts[1:])
-        mask[np.searchsorted(starts, np.array(positions, dtype=np.int64), side="right") - 1] = True
-    return mask
-
-
 def stripped(values: Sequence[str]) -> list[str]:
     """Return the cells without surrounding whitespace."""
     return [v.strip() for v in values]
 
 
-def json_objects(fields: list[tuple[str, list[str]]], n: int) -> list[str]:
-    """Return each row's custom fields as JSON object text (empty cells left out), escaped for COPY.
+def custom_cells(values: Sequence[str]) -> list[str]:
+    """Return each custom cell trimmed, as the inside of a quoted text[] element in COPY text.
 
-    Rows are formatted with one %-template per combination of empty cells (a handful in practice),
-    so a row costs one string formatting whatever the number of columns.
+    Empty cells stay '' (a lead's custom fields leave them out). The usual column (printable,
+    no quotes or backslashes, no space at either end of a cell) is returned as it is; the other
+    cells are escaped one by one: NUL dropped (Postgres text cannot hold it), backslash and
+    double quote escaped for the array literal, then backslash, tab, newline and CR for COPY.
     """
-    keys: list[str] = []
-    columns: list[list[str]] = []
-    filled = np.zeros((len(fields), n), dtype=bool)
-    for name, raw in fields:
-        values = stripped(raw)
-        present = np.fromiter(map(len, values), dtype=np.int64, count=n) > 0
-        if not present.any():
-            continue
-        for i in np.flatnonzero(cells_matching(values, _JSON_SPECIAL) | _holds_joiner(values)):
-            # Escaped text without its quotes; COPY's text format reads a backslash as an escape.
-            values[i] = json.dumps(values[i].replace("\x00", ""), ensure_ascii=False)[1:-1].replace("\\", "\\\\")
-        filled[len(keys)] = present
-        keys.append(json.dumps(name, ensure_ascii=False).replace("\\", "\\\\").replace("%", "%%"))
-        columns.append(values)
-    if not keys:
-        return ["{}"] * n
-    filled = filled[: len(keys)]
-    shape = np.zeros(n, dtype=np.int64)
-    for c in range(len(keys)):
-        shape |= filled[c].astype(np.int64) << c
-    out = np.empty(n, dtype=object)
-    for code in np.unique(shape):
-        rows = np.flatnonzero(shape == code)
-        used = [c for c in range(len(keys)) if code >> c & 1]
-        template = "{" + ", ".join(f'{keys[c]}: "%s"' for c in used) + "}"
-        if not used:
-            out[rows] = "{}"
-            continue
-        cells = [np.asarray(columns[c], dtype=object)[rows] for c in used]
-        out[rows] = [template % values for values in zip(*cells, strict=True)]
-    return out.tolist()
+    out = list(values)
+    if not values:
+        return out
+    flat = "".join(values)
+    if flat.isprintable() and '"' not in flat and "\\" not in flat:
+        # Printable text holds no whitespace but the ASCII space, and no joiner.
+        big = _JOIN.join(values)
+        if not (big[:1] == " " or big[-1:] == " " or " " + _JOIN in big or _JOIN + " " in big):
+            return out
+        odd = [i for i, v in enumerate(values) if v[:1] == " " or v[-1:] == " "]
+    else:
+        odd = [i for i, v in enumerate(values) if v != v.strip() or not v.isprintable() or '"' in v or "\\" in v]
+    for i in odd:
+        out[i] = _array_element(values[i])
+    return out
 
 
-def _holds_joiner(values: list[str]) -> np.ndarray:
-    if _JOIN not in "".join(values):
-        return np.zeros(len(values), dtype=bool)
-    return np.fromiter((_JOIN in v for v in values), dtype=bool, count=len(values))
+def _array_element(value: str) -> str:
+    text = value.strip().replace("\x00", "").replace("\\", "\\\\").replace('"', '\\"')
+    return text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
 
 
 def per_value(values: Iterable[K], convert: Callable[[K], T]) -> list[T]:

@@ -22,7 +22,6 @@ transform rule are not grouped. tests/test_import_numbers.py checks the result a
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -40,10 +39,8 @@ from dialer.importing.patterns import Unsupported, compile_digits
 LEVELS = (6, 5, 4, 3)
 _SEPARATORS = (" ", "(", ")", "-", ".", "/", "\t", "\u00a0")
 _SEPARATOR_TABLE = str.maketrans("", "", "".join(_SEPARATORS))
-# Joins a column into one string for whole-column replaces; a cell holding it is done alone.
+# Joins a column into one string to read it as bytes; a column holding it is done cell by cell.
 _JOIN = "\x1f"
-# Anything but digits left, or a '+' that is not first: the per-cell rules decide.
-_ODD = re.compile(r"[^0-9+\x1f]|(?<=[^\x1f])\+")
 _DESCS = (
     "general_desc",
     "premium_rate",
@@ -62,15 +59,30 @@ _DRAMA = r"7700900\d{3}"
 
 @dataclass
 class NumberColumn:
-    """Per row (numpy object arrays): E.164 or None, a reject's reason and message, the zones."""
+    """Per row: the number as an integer, a reject's reason and message, the zones (numpy arrays)."""
 
-    e164: np.ndarray
+    # The digits of the E.164 form as an integer (+447911123456 -> 447911123456): E.164 has at
+    # most 15 digits and never starts with 0, so this is exact; 0 for a rejected row.
+    key: np.ndarray
     reason: np.ndarray
     message: np.ndarray
     # Candidate IANA zones of accepted numbers; () when the number has none of its own.
     zones: np.ndarray
     # How many rows phonenumbers saw one by one (the rest shared a group's verdict).
     singles: int = 0
+
+    @property
+    def e164(self) -> np.ndarray:
+        """Return E.164 text per row (None for a rejected one), as an object array."""
+        return e164_texts(self.key)
+
+
+def e164_texts(keys: np.ndarray) -> np.ndarray:
+    """Return "+<digits>" for each positive key, None for 0, as an object array."""
+    out = np.full(len(keys), None, dtype=object)
+    accepted = np.flatnonzero(keys > 0)
+    out[accepted] = ["+" + k for k in map(str, keys[accepted].tolist())]
+    return out
 
 
 @dataclass(frozen=True)
@@ -97,86 +109,159 @@ def clean(raw: str) -> str | None:
 
 
 def clean_all(values: Sequence[str]) -> list[str | None]:
-    """Return clean(v) for every value, using whole-column string operations for the usual cells."""
-    n = len(values)
-    big = _JOIN.join(values)
-    if big.count(_JOIN) != n - 1:
-        return [clean(v) for v in values]
-    for sep in _SEPARATORS:
-        if sep in big:
-            big = big.replace(sep, "")
-    pieces = big.split(_JOIN)
-    starts = np.zeros(n, dtype=np.int64)
-    np.cumsum(np.fromiter(map(len, pieces), dtype=np.int64, count=n)[:-1] + 1, out=starts[1:])
-    # Cells with anything but digits left, an apostrophe or a '+' anywhere: the per-cell rules.
-    odd = np.zeros(n, dtype=bool)
-    hits = [m.start() for m in _ODD.finditer(big)]
-    if hits:
-        odd[np.searchsorted(starts, np.array(hits, dtype=np.int64), side="right") - 1] = True
-    # A leading '+' counts only if it came first in the cell too: "(+44) ..." is unparseable.
-    plus = np.fromiter((p[:1] == "+" for p in pieces), dtype=bool, count=n) & ~odd
-    for i in np.flatnonzero(plus):
-        odd[i] = not values[int(i)].lstrip(" \t\u00a0").startswith("+")
-    out: list[str | None] = pieces  # type: ignore[assignment]
-    for i in np.flatnonzero(odd | (np.fromiter(map(len, pieces), dtype=np.int64, count=n) <= 1)):
-        out[i] = clean(values[int(i)])
+    """Return clean(v) for every value, reading the usual cells as bytes in bulk (see _clean_bulk)."""
+    cleaned = _clean_bulk(values)
+    out: list[str | None] = [None] * len(values)
+    for i in np.flatnonzero(cleaned.length > 0).tolist():
+        out[i] = cleaned.text(i)
+    for i, text in cleaned.long.items():
+        out[i] = text
     return out
+
+
+@dataclass
+class _Cleaned:
+    """clean() of a column as arrays: whether the text has a leading '+', its digit count and value."""
+
+    plus: np.ndarray
+    ndigits: np.ndarray
+    digits: np.ndarray
+    # len(clean(v)) when it is 1..18 characters (the digits fit an int64), else 0.
+    length: np.ndarray
+    # clean(v) of the cells longer than 18 characters, by row.
+    long: dict[int, str]
+
+    def text(self, i: int) -> str:
+        return ("+" if self.plus[i] else "") + str(int(self.digits[i])).zfill(int(self.ndigits[i]))
+
+
+# Byte classes for _clean_bulk: digits, separators, '+', apostrophe, the joiner, anything else.
+_DIGIT, _SEP, _PLUS, _QUOTE, _JOINER, _OTHER = range(6)
+_CLASS = np.full(256, _OTHER, dtype=np.int8)
+_CLASS[ord("0") : ord("9") + 1] = _DIGIT
+_CLASS[[ord(c) for c in _SEPARATORS if c.isascii()]] = _SEP
+_CLASS[ord("+")] = _PLUS
+_CLASS[ord("'")] = _QUOTE
+_CLASS[ord(_JOIN)] = _JOINER
+_POW10 = 10 ** np.arange(19, dtype=np.int64)
+_MAX_DIGITS = 18
+
+
+def _clean_bulk(values: Sequence[str]) -> _Cleaned:
+    """Return clean(v) for every value as arrays, deciding the usual cells byte by byte in numpy.
+
+    A cell made of ASCII digits and separators, with at most an apostrophe as its first character
+    and a '+' as its first character after that, is clean()ed here: its digits, their count and
+    whether it had the '+'. Every other cell (letters, spaces before a '+', a second apostrophe,
+    non-ASCII text) goes through clean() itself, so the result is clean()'s in every case.
+    """
+    n = len(values)
+    plus = np.zeros(n, dtype=bool)
+    ndigits = np.zeros(n, dtype=np.int64)
+    digits = np.zeros(n, dtype=np.int64)
+    odd = np.zeros(n, dtype=bool)
+    big = _JOIN.join(values)
+    if n and big.count(_JOIN) == n - 1:
+        # "replace" turns each non-ASCII character into one '?': positions stay those of the text.
+        raw = np.frombuffer(big.encode("ascii", "replace"), dtype=np.uint8)
+        kind = _CLASS[raw]
+        joiners = np.flatnonzero(kind == _JOINER)
+        starts = np.empty(n, dtype=np.int64)
+        starts[0] = 0
+        starts[1:] = joiners + 1
+        cell = np.zeros(len(raw), dtype=np.int64)
+        cell[joiners] = 1
+        np.cumsum(cell, out=cell)
+        offset = np.arange(len(raw), dtype=np.int64) - starts[cell]
+        odd[cell[kind == _OTHER]] = True
+        quote = kind == _QUOTE
+        odd[cell[quote & (offset != 0)]] = True
+        sign = np.flatnonzero(kind == _PLUS)
+        first = offset[sign] == 0
+        second = offset[sign] == 1
+        second[second] = kind[sign[second] - 1] == _QUOTE
+        odd[cell[sign[~(first | second)]]] = True
+        plus[cell[sign]] = True
+        at = np.flatnonzero(kind == _DIGIT)
+        owner = cell[at]
+        ndigits = np.bincount(owner, minlength=n).astype(np.int64)
+        # Digit k of a cell with d digits weighs 10**(d-1-k); cells over 18 digits go one by one.
+        firsts = np.zeros(n, dtype=np.int64)
+        np.cumsum(ndigits[:-1], out=firsts[1:])
+        power = ndigits[owner] - 1 - (np.arange(len(at), dtype=np.int64) - firsts[owner])
+        np.minimum(power, _MAX_DIGITS, out=power)
+        weighted = (raw[at].astype(np.int64) - ord("0")) * _POW10[power]
+        some = np.flatnonzero(ndigits > 0)
+        if len(some):
+            digits[some] = np.add.reduceat(weighted, firsts[some])
+        odd |= (ndigits == 0) | (ndigits + plus > _MAX_DIGITS)
+    else:
+        odd[:] = True
+    long: dict[int, str] = {}
+    for i in np.flatnonzero(odd).tolist():
+        text = clean(values[i])
+        if text is None:
+            plus[i], ndigits[i], digits[i] = False, 0, 0
+        elif len(text) > _MAX_DIGITS:
+            plus[i], ndigits[i], digits[i] = False, 0, 0
+            long[i] = text
+        else:
+            body = text.lstrip("+")
+            plus[i], ndigits[i], digits[i] = len(body) < len(text), len(body), int(body)
+    return _Cleaned(
+        plus=plus, ndigits=ndigits, digits=digits, length=np.where(ndigits > 0, ndigits + plus, 0), long=long
+    )
 
 
 def normalise_column(values: Sequence[str], region: str) -> NumberColumn:
     """Normalise every cell of a phone column for `region`; verdicts equal phones.normalise's."""
     region = region.upper()
     n = len(values)
-    e164 = np.full(n, None, dtype=object)
+    key = np.zeros(n, dtype=np.int64)
     reason = np.full(n, None, dtype=object)
     message = np.full(n, None, dtype=object)
     zones = np.empty(n, dtype=object)
     zones.fill(())
-    cleaned = np.array(clean_all(values), dtype=object)
-    lengths = np.fromiter((len(c) if c is not None else 0 for c in cleaned), dtype=np.int64, count=n)
-    # Up to 18 digits fit an int64; longer strings are never valid numbers and go one by one.
-    todo = np.flatnonzero((lengths > 0) & (lengths <= 18))
-    if len(todo):
-        plus = np.fromiter((c[0] == "+" for c in cleaned[todo]), dtype=bool, count=len(todo))
-        digits = np.fromiter(map(int, cleaned[todo]), dtype=np.int64, count=len(todo))
-        shape = lengths[todo] * 2 + plus
+    cleaned = _clean_bulk(values)
+    todo = np.flatnonzero(cleaned.length > 0)
+    digits = cleaned.digits[todo]
+    # Same leading digits, same length, same '+': the same head.
+    shape = cleaned.length[todo] * 2 + cleaned.plus[todo]
     for tail in LEVELS:
         if not len(todo):
             break
-        # Same leading digits, same length, same '+': the same head.
-        codes, _ = pd.factorize((digits // 10**tail) * 64 + shape)
+        codes, _ = pd.factorize((digits // _POW10[tail]) * 64 + shape)
         _, firsts = np.unique(codes, return_index=True)
-        groups = [_group_of(cleaned[todo[p]], tail, region) for p in firsts]
+        groups = [_group_of(cleaned.text(int(todo[p])), tail, region) for p in firsts]
         known = np.fromiter((g is not None for g in groups), dtype=bool, count=len(groups))
         settled = known[codes]
         if settled.any():
             rows = todo[settled]
             mine = codes[settled]
-            heads = np.array([g.full[:-tail] if g else "" for g in groups], dtype=object)
-            full = heads[mine] + np.array([c[-tail:] for c in cleaned[rows]], dtype=object)
             ok = np.fromiter((g is not None and g.e164 is not None for g in groups), dtype=bool, count=len(groups))
+            heads = np.fromiter((int(g.full[1:-tail]) if g else 0 for g in groups), dtype=np.int64, count=len(groups))
             accepted = ok[mine]
-            e164[rows[accepted]] = full[accepted]
+            key[rows[accepted]] = heads[mine[accepted]] * _POW10[tail] + digits[settled][accepted] % _POW10[tail]
             zone_sets = np.empty(len(groups), dtype=object)
             zone_sets[:] = [g.zones if g else () for g in groups]
             zones[rows[accepted]] = zone_sets[mine[accepted]]
-            for row, code, number in zip(rows[~accepted], mine[~accepted], full[~accepted], strict=True):
+            for row, code in zip(rows[~accepted].tolist(), mine[~accepted].tolist(), strict=True):
                 g = groups[code]
                 assert g is not None
+                number = g.full[:-tail] + cleaned.text(row)[-tail:]
                 reason[row] = g.reason
                 message[row] = g.message.replace(g.full, number) if g.message else g.message
         todo, digits, shape = todo[~settled], digits[~settled], shape[~settled]
-    singles = np.flatnonzero(e164 == None)  # noqa: E711 - elementwise on an object array
-    singles = singles[reason[singles] == None]  # noqa: E711
-    for i in singles:
+    singles = np.flatnonzero((key == 0) & (reason == None))  # noqa: E711 - elementwise on an object array
+    for i in singles.tolist():
         result = phones.normalise(values[i], region)
         if result.e164 is not None:
-            e164[i] = result.e164
+            key[i] = int(result.e164[1:])
             zones[i] = phones.number_zones(result.e164)
         else:
             reason[i] = result.reason
             message[i] = result.message
-    return NumberColumn(e164=e164, reason=reason, message=message, zones=zones, singles=len(singles))
+    return NumberColumn(key=key, reason=reason, message=message, zones=zones, singles=len(singles))
 
 
 # (head, tail, region) -> the group's verdict; the head fixes the length, so any member will do.
