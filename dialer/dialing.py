@@ -130,6 +130,8 @@ def check_gates(*, session: Session, attempt_id: int, now: dt.datetime) -> DialP
         .outerjoin(Agent, Agent.id == CallAttempt.agent_id)
         .where(CallAttempt.id == attempt_id)
         .with_for_update(of=[CallAttempt, Lead])
+        # Read under the lock, whatever an earlier transaction of this session left in it.
+        .execution_options(populate_existing=True)
     ).one_or_none()
     if row is None or row[0].status != AttemptStatus.QUEUED:
         return None  # redelivered, already dialled or already cancelled
@@ -170,13 +172,14 @@ def check_gates(*, session: Session, attempt_id: int, now: dt.datetime) -> DialP
     return DialPlan(attempt, request, verdict.audit)
 
 
-def claim(session: Session, plan: DialPlan, *, at: dt.datetime) -> None:
+def claim(session: Session, plan: DialPlan, *, at: dt.datetime) -> bool:
     """Move the gated (and locked) attempt queued -> dialing, with its dial-time audit.
 
-    Committed before the request is sent (invariant 1).
+    Committed before the request is sent (invariant 1). False if it was no longer queued.
     """
-    session.execute(_CLAIM, {"attempt_id": plan.attempt.id, "at": at, "audit": {"dial_check": plan.audit}})
+    done = session.execute(_CLAIM, {"attempt_id": plan.attempt.id, "at": at, "audit": {"dial_check": plan.audit}})
     expire_cached(session, CallAttempt, plan.attempt.id)
+    return int(done.rowcount or 0) == 1  # type: ignore[attr-defined]
 
 
 def _record_originated(*, session: Session, attempt_id: int, result: DialResult) -> bool:
@@ -331,9 +334,8 @@ def _place_call(
     token_at = clock()
     with session.begin():
         plan = check_gates(session=session, attempt_id=attempt_id, now=token_at)
-        if plan is not None:
-            claim(session, plan, at=token_at)
-    if plan is None:
+        claimed = plan is not None and claim(session, plan, at=token_at)
+    if plan is None or not claimed:
         return DialOutcome("skipped")
     request = plan.request
     metrics.CALLS_PLACED.inc()

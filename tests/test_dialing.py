@@ -15,7 +15,7 @@ from sqlalchemy import select
 from dialer.acefone import DialRequest, DialResult, FailureReason, ResultKind
 from dialer.campaigns import cancel_campaign, pause_campaign
 from dialer.db import new_session
-from dialer.dialing import AGENT_OFFLINE_COOLDOWN, DEFAULT_429_PAUSE, DialOutcome, place_call
+from dialer.dialing import AGENT_OFFLINE_COOLDOWN, DEFAULT_429_PAUSE, DialOutcome, check_gates, claim, place_call
 from dialer.dnc import add_numbers
 from dialer.models import Agent, CallAttempt, Campaign, Lead
 from dialer.pacing import pace_campaigns
@@ -382,6 +382,27 @@ def test_webhook_that_outran_the_api_response_is_kept() -> None:
     assert outcome.status == "agent_answered"
     attempt = load(CallAttempt, call.attempt_id)
     assert (attempt.status, attempt.ref_id) == (AttemptStatus.AGENT_ANSWERED, "ref-123")
+
+
+def test_gates_read_the_attempt_afresh_in_a_session_that_saw_it_queued() -> None:
+    call = queued_call()
+    with new_session() as s:
+        with s.begin():
+            assert check_gates(session=s, attempt_id=call.attempt_id, now=NOW) is not None
+        dial(call, FakeAcefone(ORIGINATED))  # another worker dials it meanwhile
+        with s.begin():
+            assert check_gates(session=s, attempt_id=call.attempt_id, now=NOW) is None
+
+
+def test_a_claim_finds_nothing_to_claim_once_another_worker_has_it() -> None:
+    call = queued_call()
+    with new_session() as s, s.begin():
+        plan = check_gates(session=s, attempt_id=call.attempt_id, now=NOW)
+    assert plan is not None
+    dial(call, FakeAcefone(ORIGINATED))
+    with new_session() as s, s.begin():
+        assert claim(s, plan, at=NOW) is False
+    assert load(CallAttempt, call.attempt_id).send_count == 1
 
 
 def test_only_queued_attempts_are_dialled() -> None:
