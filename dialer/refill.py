@@ -14,6 +14,7 @@ and push) only means that agent waits for the pacer's regular tick.
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -25,6 +26,8 @@ from sqlalchemy.orm import Session, sessionmaker
 log = structlog.get_logger("dialer.refill")
 
 _INFO_KEY = "dialer.refill"
+# After a failed push, this long without trying (each try could wait for Redis's timeout).
+PUSH_BACKOFF_SECONDS = 5.0
 # Notes for one campaign within this many ms share one member (one pace serves them all).
 _BUCKET_MS = 50
 
@@ -87,24 +90,28 @@ def note_freed_agent(session: Session, *, campaign_id: int, available_at: dt.dat
     session.info.setdefault(_INFO_KEY, []).append((campaign_id, available_at.timestamp()))
 
 
-class _Publisher:
+class RefillPublisher:
     """After each commit, push the session's notes; after a rollback, forget them."""
 
-    def __init__(self, queue_factory: Any) -> None:
+    def __init__(self, queue_factory: Any, clock: Any = time.monotonic) -> None:
         self._queue_factory = queue_factory
         self._queue: RefillQueue | None = None
+        self._clock = clock
+        self._quiet_until = 0.0
 
     def after_commit(self, session: Session) -> None:
         notes = session.info.pop(_INFO_KEY, None)
-        if not notes:
+        if not notes or self._clock() < self._quiet_until:
             return
         try:
             if self._queue is None:
                 self._queue = self._queue_factory()
             self._queue.push(notes)
         except (redis.RedisError, OSError) as exc:
-            # The pacer's tick picks the agent up instead; nothing else depends on this.
-            log.warning("refill_push_failed", error=str(exc), campaigns=len(notes))
+            # The pacer's tick picks the agent up instead; nothing else depends on this. While
+            # Redis is away, commits do not each wait for its timeout: skip pushes for a while.
+            self._quiet_until = self._clock() + PUSH_BACKOFF_SECONDS
+            log.warning("refill_push_failed", error=str(exc), campaigns=len(notes), retry_in=PUSH_BACKOFF_SECONDS)
 
     def after_rollback(self, session: Session) -> None:
         session.info.pop(_INFO_KEY, None)
@@ -115,12 +122,13 @@ def default_queue() -> RefillQueue:
     from dialer.config import get_settings
     from dialer.embedded import resolve_urls
 
-    client = redis.Redis.from_url(resolve_urls().redis_url, socket_timeout=2, socket_connect_timeout=2)
+    # The read timeout stays above the refill thread's longest blocking wait (1 s).
+    client = redis.Redis.from_url(resolve_urls().redis_url, socket_timeout=3, socket_connect_timeout=1)
     return RefillQueue(client, get_settings().redis_prefix)
 
 
 def publish_after_commit(target: sessionmaker[Session] | type[Session], queue_factory: Any = default_queue) -> None:
     """Make sessions from `target` push their refill notes to Redis when they commit."""
-    publisher = _Publisher(queue_factory)
+    publisher = RefillPublisher(queue_factory)
     event.listen(target, "after_commit", publisher.after_commit)
     event.listen(target, "after_rollback", publisher.after_rollback)

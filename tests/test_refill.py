@@ -26,7 +26,7 @@ from dialer.fleet import Fleet, fleet_env, free_port, wait_http
 from dialer.models import Agent, CallAttempt
 from dialer.outcomes import settle_attempt
 from dialer.pacing import PACER_LOCK_KEY, refill_campaigns
-from dialer.refill import RefillQueue, default_queue
+from dialer.refill import PUSH_BACKOFF_SECONDS, RefillPublisher, RefillQueue, default_queue, note_freed_agent
 from dialer.states import AttemptStatus, CampaignState
 from workers.refill import run
 
@@ -280,3 +280,24 @@ def test_each_hangup_brings_the_next_call_with_no_pacer_tick(
         _wait_for(all_dialled, 180, fleet)
     finally:
         fleet.stop()
+
+
+def test_while_redis_is_away_commits_do_not_each_wait_for_it() -> None:
+    attempts: list[int] = []
+    now = [100.0]
+
+    class Down:
+        def push(self, requests: object) -> None:
+            attempts.append(1)
+            raise redis.ConnectionError("refused")
+
+    publisher = RefillPublisher(lambda: Down(), clock=lambda: now[0])
+    session = Session()
+    for _ in range(3):
+        note_freed_agent(session, campaign_id=1, available_at=NOW)
+        publisher.after_commit(session)
+    assert len(attempts) == 1  # one try, then quiet for a while
+    now[0] += PUSH_BACKOFF_SECONDS
+    note_freed_agent(session, campaign_id=1, available_at=NOW)
+    publisher.after_commit(session)
+    assert len(attempts) == 2
