@@ -97,6 +97,21 @@ _ORIGINATED = (
 )
 
 
+# The attempt and its lead are locked (as everywhere an attempt is settled); the campaign is only
+# read, so dial tasks never hold up the pacer's SKIP LOCKED on it. populate_existing: read under
+# the lock, whatever an earlier transaction of the same session left in it.
+_GATED = (
+    select(CallAttempt, Campaign, Agent.number)
+    .join(CallAttempt.lead)
+    .options(contains_eager(CallAttempt.lead))
+    .join(Campaign, Campaign.id == CallAttempt.campaign_id)
+    .outerjoin(Agent, Agent.id == CallAttempt.agent_id)
+    .where(CallAttempt.id == bindparam("attempt_id"))
+    .with_for_update(of=[CallAttempt, Lead])
+    .execution_options(populate_existing=True)
+)
+
+
 def peek(*, session: Session, attempt_id: int) -> Ticket | None:
     """Return the attempt's campaign if the attempt is still queued (one read, no lock); else None."""
     row = session.execute(_PEEK, {"attempt_id": attempt_id}).one_or_none()
@@ -120,19 +135,7 @@ def check_gates(*, session: Session, attempt_id: int, now: dt.datetime) -> DialP
     Locks the attempt for the rest of the transaction. An attempt that may not be dialled is
     cancelled here (uncharged), its agent freed.
     """
-    # The attempt and its lead are locked (as everywhere an attempt is settled); the campaign is
-    # only read, so dial tasks never hold up the pacer's SKIP LOCKED on it.
-    row = session.execute(
-        select(CallAttempt, Campaign, Agent.number)
-        .join(CallAttempt.lead)
-        .options(contains_eager(CallAttempt.lead))
-        .join(Campaign, Campaign.id == CallAttempt.campaign_id)
-        .outerjoin(Agent, Agent.id == CallAttempt.agent_id)
-        .where(CallAttempt.id == attempt_id)
-        .with_for_update(of=[CallAttempt, Lead])
-        # Read under the lock, whatever an earlier transaction of this session left in it.
-        .execution_options(populate_existing=True)
-    ).one_or_none()
+    row = session.execute(_GATED, {"attempt_id": attempt_id}).one_or_none()
     if row is None or row[0].status != AttemptStatus.QUEUED:
         return None  # redelivered, already dialled or already cancelled
     attempt, campaign, agent_number = row

@@ -163,25 +163,33 @@ def refill_campaigns(*, session: Session, now: dt.datetime, max_cps: float, camp
     skipping, so the agents it was called for are not left to the next tick; schedules and
     completion stay the tick's work.
     """
+    if not campaign_ids:
+        return []
     session.execute(text(f"SET LOCAL lock_timeout = '{int(REFILL_LOCK_WAIT * 1000)}ms'"))
     try:
-        session.execute(select(func.pg_advisory_xact_lock(PACER_LOCK_KEY)))
+        # In a savepoint, so giving up leaves the caller's transaction usable; the lock itself
+        # is held to the end of the transaction like the tick's.
+        with session.begin_nested():
+            session.execute(select(func.pg_advisory_xact_lock(PACER_LOCK_KEY)))
     except OperationalError as exc:
         if not isinstance(exc.orig, LockNotAvailable):
             raise
-        session.rollback()
         return []  # a pacer has held the lock for seconds: its tick, or the next, serves these agents
-    session.execute(text("SET LOCAL lock_timeout = 0"))
-    stmt = (
-        select(Campaign)
-        .where(Campaign.state == CampaignState.RUNNING, Campaign.id.in_(campaign_ids))
-        .order_by(Campaign.id)
-        .with_for_update(skip_locked=True)
-    )
+    finally:
+        session.execute(text("SET LOCAL lock_timeout = 0"))
     attempt_ids: list[int] = []
-    for campaign in session.scalars(stmt).all():
+    for campaign in _running_campaigns(session, campaign_ids):
         attempt_ids += pace_campaign(session=session, campaign=campaign, now=now, max_cps=max_cps)
     return attempt_ids
+
+
+def _running_campaigns(session: Session, campaign_ids: list[int] | None) -> list[Campaign]:
+    """The running campaigns (or those of them given), locked; SKIP LOCKED: one being paused or
+    cancelled right now is simply skipped this time."""
+    stmt = select(Campaign).where(Campaign.state == CampaignState.RUNNING).order_by(Campaign.id)
+    if campaign_ids:
+        stmt = stmt.where(Campaign.id.in_(campaign_ids))
+    return list(session.scalars(stmt.with_for_update(skip_locked=True)))
 
 
 def pace_campaigns(
@@ -192,11 +200,7 @@ def pace_campaigns(
         return PaceResult(leader=False)  # another pacer is ticking right now
     changes = apply_schedules(session=session, now=now)
     result = PaceResult(started=changes.started, stopped=changes.stopped, completed=changes.ended)
-    stmt = select(Campaign).where(Campaign.state == CampaignState.RUNNING).order_by(Campaign.id)
-    if campaign_ids:
-        stmt = stmt.where(Campaign.id.in_(campaign_ids))
-    # SKIP LOCKED: a campaign being paused or cancelled right now is simply skipped this tick.
-    for campaign in session.scalars(stmt.with_for_update(skip_locked=True)).all():
+    for campaign in _running_campaigns(session, campaign_ids):
         if not campaign.schedule_cron and not _has_work(session, campaign.id):
             # Recurring campaigns wait for their next batch (and new leads) instead.
             set_campaign_state(session=session, campaign=campaign, state=CampaignState.COMPLETED)

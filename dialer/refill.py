@@ -127,7 +127,7 @@ def default_queue() -> RefillQueue:
     return RefillQueue(client, get_settings().redis_prefix)
 
 
-def publish_after_commit(target: sessionmaker[Session] | type[Session], queue_factory: Any = default_queue) -> None:
+def publish_after_commit(target: sessionmaker[Session], queue_factory: Any = default_queue) -> None:
     """Make sessions from `target` push their refill notes to Redis when they commit."""
     publisher = RefillPublisher(queue_factory)
     event.listen(target, "after_commit", publisher.after_commit)
