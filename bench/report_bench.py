@@ -46,7 +46,13 @@ TARGET_MS = 300.0
 AGENTS = 20
 TABLES = ("leads", "call_attempts")
 # Outcomes of the attempts before the last one, and their hangup causes.
-EARLIER = [("no_answer", "NO_ANSWER"), ("busy", "USER_BUSY"), ("agent_missed", None), ("failed", None), ("lost", None)]
+EARLIER: list[tuple[str, str | None]] = [
+    ("no_answer", "NO_ANSWER"),
+    ("busy", "USER_BUSY"),
+    ("agent_missed", None),
+    ("failed", None),
+    ("lost", None),
+]
 NULL = "\\N"  # COPY text format
 
 
@@ -187,6 +193,7 @@ def seed(engine: sa.Engine, *, leads: int, per_lead: int, now: dt.datetime) -> t
 
     def call(attempt_id: int, lead_id: int, no: int) -> tuple[str, str | None, int, dt.datetime, dt.datetime]:
         dialed = start + span * ((attempt_id - 1) / max(total_attempts, 1))
+        cause: str | None
         if no == calls(lead_id) and _roll(lead_id) < 0.45:
             status, cause, billsec = "completed", "NORMAL_CLEARING", 20 + int(_roll(lead_id, no) * 580)
         else:
@@ -322,11 +329,12 @@ def trigger_cost(engine: sa.Engine, campaign_id: int, statements: int = 500) -> 
             tx = c.begin()
             if disable:
                 c.execute(sa.text("ALTER TABLE call_attempts DISABLE TRIGGER USER"))
-            ids = c.execute(
-                sa.text("SELECT id FROM call_attempts WHERE campaign_id = :c AND status = 'busy' LIMIT :n"),
-                {"c": campaign_id, "n": statements},
-            ).scalars()
-            ids = list(ids)
+            ids = list(
+                c.execute(
+                    sa.text("SELECT id FROM call_attempts WHERE campaign_id = :c AND status = 'busy' LIMIT :n"),
+                    {"c": campaign_id, "n": statements},
+                ).scalars()
+            )
             start = time.perf_counter()
             for i in ids:
                 c.execute(sa.text("UPDATE call_attempts SET status = 'no_answer' WHERE id = :i"), {"i": i})
