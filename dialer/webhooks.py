@@ -15,16 +15,19 @@ from typing import Any
 from urllib.parse import parse_qsl
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import bindparam, or_, select, update
+import structlog
+from sqlalchemy import BigInteger, Executable, Update, bindparam, case, exists, func, literal, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from dialer import metrics
 from dialer.db import expire_cached
-from dialer.identifiers import parse_identifier
+from dialer.identifiers import CallKey, parse_identifier
 from dialer.models import CallAttempt, WebhookEvent, table_of
 from dialer.outcomes import settle_attempt
 from dialer.states import ATTEMPT_FINAL, ATTEMPT_RANK, ATTEMPT_TRANSITIONS, AttemptStatus, can_transition
+
+log = structlog.get_logger("dialer.webhooks")
 
 SECRET_HEADERS = frozenset({"x-webhook-token", "authorization", "cookie"})
 NESTED_KEYS = ("answered_agent", "missed_agent", "call_flow")
@@ -125,8 +128,15 @@ def store_event(
     fields: dict[str, Any],
 ) -> StoredEvent:
     """Store the raw event before anything else; a copy only bumps the original's counter."""
-    return _insert_event(
-        session,
+    params = _parsed_event(method=method, content_type=content_type, headers=headers, body=body, fields=fields)
+    return _insert_event(session, {**params, "status": "pending"})
+
+
+def _parsed_event(
+    *, method: str, content_type: str | None, headers: dict[str, str], body: bytes, fields: dict[str, Any]
+) -> dict[str, Any]:
+    """The columns stored for a parsed event, its status aside."""
+    return _event_params(
         key=dedupe_key(fields),
         method=method,
         content_type=content_type,
@@ -135,7 +145,6 @@ def store_event(
         fields=fields,
         kind=event_kind(fields),
         custom_identifier=_text(fields.get("custom_identifier"), 64),
-        status="pending",
     )
 
 
@@ -143,8 +152,7 @@ def store_unparseable(
     *, session: Session, method: str, content_type: str | None, headers: dict[str, str], body: bytes, error: str
 ) -> StoredEvent:
     """Keep an authenticated body we cannot read (answered 400): evidence, never a state change."""
-    return _insert_event(
-        session,
+    params = _event_params(
         key=hashlib.sha256(b"unparseable:" + body).hexdigest(),
         method=method,
         content_type=content_type,
@@ -154,6 +162,7 @@ def store_unparseable(
         status="unparseable",
         orphan_reason=error[:500],
     )
+    return _insert_event(session, params)
 
 
 _EVENTS = table_of(WebhookEvent)
@@ -185,17 +194,15 @@ _MARK_EVENT = (
 )
 
 
-def _insert_event(
-    session: Session,
-    *,
-    key: str,
-    method: str,
-    content_type: str | None,
-    headers: dict[str, str],
-    body: bytes,
-    **values: Any,
-) -> StoredEvent:
-    params = {
+def _insert_event(session: Session, params: dict[str, Any]) -> StoredEvent:
+    row = session.execute(_INSERT_EVENT, params).one()
+    return StoredEvent(id=int(row[0]), is_new=int(row[1]) == 1)
+
+
+def _event_params(
+    *, key: str, method: str, content_type: str | None, headers: dict[str, str], body: bytes, **values: Any
+) -> dict[str, Any]:
+    return {
         "dedupe_key": key,
         "method": method.upper(),
         "content_type": (content_type or "")[:200] or None,
@@ -210,8 +217,6 @@ def _insert_event(
         "orphan_reason": None,
         **values,
     }
-    row = session.execute(_INSERT_EVENT, params).one()
-    return StoredEvent(id=int(row[0]), is_new=int(row[1]) == 1)
 
 
 def _text(value: Any, limit: int) -> str | None:
@@ -288,10 +293,15 @@ def parse_stamp(value: Any, account_tz: str) -> dt.datetime | None:
 _BY_IDENTIFIER = select(CallAttempt).where(CallAttempt.custom_identifier == bindparam("identifier")).with_for_update()
 
 
+def _call_key(fields: dict[str, Any]) -> CallKey | None:
+    raw_id = fields.get("custom_identifier")
+    return parse_identifier(str(raw_id)) if raw_id is not None else None
+
+
 def correlate(*, session: Session, fields: dict[str, Any]) -> tuple[CallAttempt | None, str | None]:
     """Find the attempt an event belongs to: custom_identifier, then ref_id, then call_id/uuid."""
     raw_id = fields.get("custom_identifier")
-    key = parse_identifier(str(raw_id)) if raw_id is not None else None
+    key = _call_key(fields)
     if key is not None:
         attempt = session.scalars(_BY_IDENTIFIER, {"identifier": str(key)}).first()
         if attempt is not None and attempt.lead_id == key.lead_id and attempt.campaign_id == key.campaign_id:
@@ -390,6 +400,154 @@ def _learn_ids(attempt: CallAttempt, fields: dict[str, Any]) -> None:
         value = fields.get(name)
         if value is not None and getattr(attempt, name) is None:
             setattr(attempt, name, str(value)[:64])
+
+
+# Progress events: an answer (agent or customer) or a missed customer leg, two of a call's three
+# events. When the custom_identifier names an attempt, storing and applying such an event is one
+# statement: the attempt moves forward in a CTE (the same rules as `_advance` and `_learn_ids`),
+# and the event is inserted as processed, or pending when no attempt matched (the caller then
+# correlates it the long way). A copy of a stored event changes no attempt (NOT EXISTS on its key)
+# and only bumps the original's counter, like store_event.
+_PROGRESS_TARGETS: dict[str, AttemptStatus | None] = {
+    "agent_answered": AttemptStatus.AGENT_ANSWERED,
+    "customer_answered": AttemptStatus.CUSTOMER_ANSWERED,
+    "customer_missed": None,
+}
+_ATTEMPTS = table_of(CallAttempt)
+_LEARNED_IDS = ("ref_id", "call_id", "uuid")
+
+
+def _moves_to(target: AttemptStatus) -> list[AttemptStatus]:
+    """The statuses `_advance` moves forward to `target`."""
+    return [
+        s
+        for s in AttemptStatus
+        if ATTEMPT_RANK[target] > ATTEMPT_RANK[s] and can_transition(ATTEMPT_TRANSITIONS, s, target)
+    ]
+
+
+def _progress_statement(target: AttemptStatus | None) -> Executable:
+    a = _ATTEMPTS
+    # Every parameter is prefixed: a name equal to a column's would also be SET by the UPDATE.
+    values: dict[str, Any] = {n: func.coalesce(a.c[n], bindparam(f"p_{n}", type_=a.c[n].type)) for n in _LEARNED_IDS}
+    if target is not None:
+        values["status"] = case((a.c.status.in_(_moves_to(target)), literal(target, a.c.status.type)), else_=a.c.status)
+    else:
+        values["hangup_cause"] = func.coalesce(a.c.hangup_cause, bindparam("p_cause", type_=a.c.hangup_cause.type))
+    moved: Update = (
+        update(a)
+        .where(
+            a.c.custom_identifier == bindparam("p_identifier"),
+            a.c.lead_id == bindparam("p_lead_id"),
+            # Bound as BIGINT: an identifier may name a campaign beyond int4 (then nothing matches).
+            a.c.campaign_id == bindparam("p_campaign_id", type_=BigInteger),
+            ~exists().where(_EVENTS.c.dedupe_key == bindparam("p_dedupe_key")),
+        )
+        .values(values)
+    )
+    found = moved.returning(a.c.id).cte("moved")
+    attempt_id = select(found.c.id).scalar_subquery()
+    stored = [name for name in _EVENT_COLUMNS if name not in ("status", "orphan_reason")]
+    source = select(
+        *[bindparam(f"p_{name}", type_=_EVENTS.c[name].type) for name in stored],
+        case((attempt_id.is_not(None), "processed"), else_="pending"),
+        attempt_id,
+    )
+    return (
+        insert(_EVENTS)
+        .from_select([*stored, "status", "attempt_id"], source)
+        .on_conflict_do_update(index_elements=["dedupe_key"], set_={"copies": _EVENTS.c.copies + 1})
+        .returning(_EVENTS.c.id, _EVENTS.c.copies, _EVENTS.c.status, _EVENTS.c.attempt_id)
+    )
+
+
+_STORE_PROGRESS = {kind: _progress_statement(target) for kind, target in _PROGRESS_TARGETS.items()}
+
+
+def store_progress(
+    *,
+    session: Session,
+    method: str,
+    content_type: str | None,
+    headers: dict[str, str],
+    body: bytes,
+    fields: dict[str, Any],
+) -> tuple[StoredEvent, str] | None:
+    """Store a progress event and apply it in one statement; None when the event is not one.
+
+    Returns the stored event and its status: processed, duplicate (a copy), or pending (no attempt
+    has its custom_identifier: `apply_event` correlates it by ref_id, call_id or uuid, or says why not).
+    """
+    kind = event_kind(fields)
+    key = _call_key(fields)
+    if kind not in _STORE_PROGRESS or key is None:
+        return None
+    params = _parsed_event(method=method, content_type=content_type, headers=headers, body=body, fields=fields)
+    params.update(
+        identifier=str(key),
+        lead_id=key.lead_id,
+        campaign_id=key.campaign_id,
+        cause=_text(fields.get("hangup_cause_key"), 64),
+        **{name: _text(fields.get(name), 64) for name in _LEARNED_IDS},
+    )
+    row = session.execute(_STORE_PROGRESS[kind], {f"p_{name}": value for name, value in params.items()}).one()
+    stored = StoredEvent(id=int(row[0]), is_new=int(row[1]) == 1)
+    if not stored.is_new:
+        return stored, "duplicate"
+    if row[3] is not None:
+        expire_cached(session, CallAttempt, row[3])
+    return stored, str(row[2])
+
+
+def receive_event(
+    *,
+    session: Session,
+    method: str,
+    content_type: str | None,
+    headers: dict[str, str],
+    body: bytes,
+    fields: dict[str, Any],
+    process: bool,
+    fast: bool,
+    now: dt.datetime,
+    wrapup_seconds: int,
+    account_tz: str,
+) -> tuple[StoredEvent, str]:
+    """Store an event and, if `process`, apply it, in the caller's transaction; return it and its status.
+
+    Store first: the event is applied in a savepoint, so a processing failure rolls back only the
+    processing and the event stays pending for the reconciler. With `fast`, a progress event
+    takes `store_progress` (one statement) when it can. Status: processed, orphan, duplicate
+    (a copy of a stored event) or pending (not processed).
+    """
+    event: dict[str, Any] = {
+        "method": method,
+        "content_type": content_type,
+        "headers": headers,
+        "body": body,
+        "fields": fields,
+    }
+    progress = store_progress(session=session, **event) if fast and process else None
+    if progress is not None:
+        stored, status = progress
+    else:
+        stored = store_event(session=session, **event)
+        status = "pending" if stored.is_new else "duplicate"
+    if status == "pending" and process:
+        try:
+            with session.begin_nested():
+                status = apply_event(
+                    session=session,
+                    event_id=stored.id,
+                    fields=fields,
+                    now=now,
+                    wrapup_seconds=wrapup_seconds,
+                    account_tz=account_tz,
+                )
+        except Exception:
+            log.exception("webhook_processing_failed", event_id=stored.id)
+            status = "pending"
+    return stored, status
 
 
 def pending_events(*, session: Session, older_than: dt.datetime, limit: int = 500) -> list[int]:

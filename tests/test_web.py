@@ -11,7 +11,8 @@ from fastapi.testclient import TestClient
 
 from dialer.config import get_settings
 from dialer.db import session_scope
-from dialer.models import WebhookEvent
+from dialer.models import CallAttempt, WebhookEvent
+from dialer.states import AttemptStatus
 
 WEBHOOK_TOKEN = "hook-secret-123"
 API_TOKEN = "api-secret-456"
@@ -147,3 +148,98 @@ def test_get_webhook_with_a_templated_key_is_mapped_and_listed_as_orphan(
     orphans = client.get("/api/events?orphans=true", headers=auth).json()
     assert [(o["custom_identifier"], o["orphan_reason"]) for o in orphans] == [("c7-l7-a1", "no attempt c7-l7-a1")]
     assert client.get("/api/events").status_code == 401
+
+
+def _attempt_in_progress(*, ref_id: str | None = None) -> tuple[int, str]:
+    from factories import add_leads, agents_of, make_attempt, make_campaign
+
+    with session_scope() as s:
+        campaign = make_campaign(s)
+        (lead,) = add_leads(s, campaign)
+        (agent,) = agents_of(campaign)
+        attempt = make_attempt(s, campaign=campaign, lead=lead, agent=agent, ref_id=ref_id)
+        return attempt.id, attempt.custom_identifier
+
+
+def _attempt(attempt_id: int) -> CallAttempt:
+    with session_scope() as s:
+        attempt = s.get(CallAttempt, attempt_id)
+        assert attempt is not None
+        s.expunge(attempt)
+        return attempt
+
+
+def _post(client: TestClient, fields: dict[str, str], *, form: bool = False) -> dict[str, object]:
+    headers = {"X-Webhook-Token": WEBHOOK_TOKEN}
+    r = (
+        client.post("/webhooks/acefone", data=fields, headers=headers)
+        if form
+        else client.post("/webhooks/acefone", json=fields, headers=headers)
+    )
+    assert r.status_code == 200, r.text
+    body: dict[str, object] = r.json()
+    return body
+
+
+def test_answer_events_move_the_call_forward_and_copies_change_nothing(client: TestClient) -> None:
+    attempt_id, identifier = _attempt_in_progress()
+    agent_answered = {"custom_identifier": identifier, "call_status": "Answered by agent", "uuid": "u-1"}
+    assert _post(client, agent_answered)["status"] == "processed"
+    attempt = _attempt(attempt_id)
+    assert (attempt.status, attempt.uuid) == (AttemptStatus.AGENT_ANSWERED, "u-1")
+    assert _post(client, agent_answered)["duplicate"] is True
+    customer = {"custom_identifier": identifier, "call_status": "Answered by customer", "call_id": "c-1"}
+    assert _post(client, customer, form=True)["status"] == "processed"
+    attempt = _attempt(attempt_id)
+    assert (attempt.status, attempt.uuid, attempt.call_id) == (AttemptStatus.CUSTOMER_ANSWERED, "u-1", "c-1")
+    # A late agent answer (another uuid) neither moves the call back nor replaces a learned id.
+    assert _post(client, {**agent_answered, "uuid": "u-2"})["status"] == "processed"
+    attempt = _attempt(attempt_id)
+    assert (attempt.status, attempt.uuid) == (AttemptStatus.CUSTOMER_ANSWERED, "u-1")
+    events = sorted(_events(), key=lambda e: e.id)
+    assert [(e.kind, e.status, e.attempt_id, e.copies) for e in events] == [
+        ("agent_answered", "processed", attempt_id, 2),
+        ("customer_answered", "processed", attempt_id, 1),
+        ("agent_answered", "processed", attempt_id, 1),
+    ]
+
+
+def test_a_missed_customer_leg_records_its_cause_once(client: TestClient) -> None:
+    attempt_id, identifier = _attempt_in_progress()
+    missed = {"custom_identifier": identifier, "call_status": "missed", "hangup_cause_key": "NO_ANSWER"}
+    assert _post(client, missed)["status"] == "processed"
+    assert _post(client, {**missed, "hangup_cause_key": "USER_BUSY"})["status"] == "processed"
+    attempt = _attempt(attempt_id)
+    assert (attempt.status, attempt.hangup_cause) == (AttemptStatus.ORIGINATED, "NO_ANSWER")
+
+
+def test_an_answer_whose_identifier_matches_nothing_is_correlated_by_ref_id(client: TestClient) -> None:
+    attempt_id, _ = _attempt_in_progress(ref_id="ref-9")
+    event = {"custom_identifier": "c1-l99-a1", "ref_id": "ref-9", "call_status": "Answered by agent"}
+    assert _post(client, event)["status"] == "processed"
+    assert _attempt(attempt_id).status == AttemptStatus.AGENT_ANSWERED
+    [stored] = _events()
+    assert (stored.status, stored.attempt_id) == ("processed", attempt_id)
+
+
+def test_an_answer_naming_a_campaign_beyond_any_id_is_an_orphan_not_an_error(client: TestClient) -> None:
+    body = _post(client, {"custom_identifier": "c99999999999-l1-a1", "call_status": "Answered by agent"})
+    assert body["status"] == "orphan"
+    [stored] = _events()
+    assert stored.orphan_reason == "no attempt c99999999999-l1-a1"
+
+
+def test_when_the_one_statement_path_fails_the_event_is_stored_and_processed_the_long_way(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import dialer.webhooks
+
+    def broken(**_: object) -> None:
+        raise sa.exc.OperationalError("WITH moved AS ...", {}, Exception("deadlock detected"))
+
+    monkeypatch.setattr(dialer.webhooks, "store_progress", broken)
+    attempt_id, identifier = _attempt_in_progress()
+    assert _post(client, {"custom_identifier": identifier, "call_status": "Answered by agent"})["status"] == "processed"
+    assert _attempt(attempt_id).status == AttemptStatus.AGENT_ANSWERED
+    [stored] = _events()
+    assert (stored.status, stored.copies) == ("processed", 1)

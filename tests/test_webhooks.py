@@ -23,6 +23,7 @@ from dialer.webhooks import (
     hangup_outcome,
     parse_body,
     process_event,
+    receive_event,
     store_event,
 )
 
@@ -120,20 +121,28 @@ def for_attempt(attempt: CallAttempt, shape: dict[str, str], **extra: str) -> di
     return {**shape, "custom_identifier": attempt.custom_identifier, **extra}
 
 
-def deliver(session: Session, payload: dict[str, Any], *, now: dt.datetime = NOW) -> tuple[StoredEvent, str]:
-    """Receive one JSON webhook the way the web endpoint does: parse, store raw, process."""
+def deliver(
+    session: Session, payload: dict[str, Any], *, now: dt.datetime = NOW, fast: bool = True
+) -> tuple[StoredEvent, str]:
+    """Receive one JSON webhook the way the web endpoint does: parse, store raw, process.
+
+    `fast`: a progress event may take the one-statement path, as in the web; False is the long way.
+    """
     body = json_body(payload)
     fields = parse_body(method="POST", content_type=JSON_CT, body=body, query={})
-    stored = store_event(
+    return receive_event(
         session=session,
         method="POST",
         content_type=JSON_CT,
         headers={"X-Webhook-Token": "hook-secret", "User-Agent": "Acefone"},
         body=body,
         fields=fields,
+        process=True,
+        fast=fast,
+        now=now,
+        wrapup_seconds=WRAPUP,
+        account_tz=ACCOUNT_TZ,
     )
-    status = process_event(session=session, event_id=stored.id, now=now, wrapup_seconds=WRAPUP, account_tz=ACCOUNT_TZ)
-    return stored, status
 
 
 def call_in_progress(
@@ -454,18 +463,21 @@ FLOWS: dict[str, tuple[list[dict[str, str]], AttemptStatus, LeadStatus, int]] = 
 }
 
 
+@pytest.mark.parametrize("fast", [True, False], ids=["one-statement", "long-way"])
 @pytest.mark.parametrize("order", list(itertools.permutations(range(3))), ids=lambda p: "-".join(map(str, p)))
 @pytest.mark.parametrize("flow", list(FLOWS))
-def test_any_order_with_duplicates_ends_in_the_same_state(session: Session, flow: str, order: tuple[int, ...]) -> None:
+def test_any_order_with_duplicates_ends_in_the_same_state(
+    session: Session, flow: str, order: tuple[int, ...], fast: bool
+) -> None:
     events, attempt_status, lead_status, charged = FLOWS[flow]
     _, lead, agent, attempt = call_in_progress(session)
     payloads = [for_attempt(attempt, events[i]) for i in order]
 
     for payload in payloads:
-        deliver(session, payload)
-        deliver(session, payload)  # at-least-once delivery: byte-identical copies
+        deliver(session, payload, fast=fast)
+        deliver(session, payload, fast=fast)  # at-least-once delivery: byte-identical copies
     for payload in reversed(payloads):
-        deliver(session, payload)
+        deliver(session, payload, fast=fast)
     reload(session, attempt, lead, agent)
 
     assert attempt.status == attempt_status
@@ -582,13 +594,14 @@ def test_hangup_settles_an_ambiguous_attempt(session: Session) -> None:
     assert lead.status == LeadStatus.CONTACTED
 
 
-def test_answer_events_do_not_reopen_a_settled_attempt(session: Session) -> None:
+@pytest.mark.parametrize("fast", [True, False], ids=["one-statement", "long-way"])
+def test_answer_events_do_not_reopen_a_settled_attempt(session: Session, fast: bool) -> None:
     _, lead, agent, attempt = call_in_progress(session)
     deliver(session, for_attempt(attempt, HANGUP_NO_ANSWER))
     reload(session, agent)
     available_at = agent.available_at
-    deliver(session, for_attempt(attempt, ANSWERED_BY_AGENT, uuid="other"))
-    deliver(session, for_attempt(attempt, ANSWERED_BY_CUSTOMER, uuid="other"))
+    deliver(session, for_attempt(attempt, ANSWERED_BY_AGENT, uuid="other"), fast=fast)
+    deliver(session, for_attempt(attempt, ANSWERED_BY_CUSTOMER, uuid="other"), fast=fast)
     deliver(session, for_attempt(attempt, HANGUP_ANSWERED, uuid="other"), now=NOW + dt.timedelta(minutes=5))
     reload(session, attempt, lead, agent)
     assert attempt.status == AttemptStatus.NO_ANSWER

@@ -1,4 +1,4 @@
-"""`/webhooks/acefone`: authenticate, store raw first, then process in a second transaction."""
+"""`/webhooks/acefone`: authenticate, then store and process in one transaction (dialer.webhooks.receive_event)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Any
 import structlog
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
+from sqlalchemy.exc import DBAPIError
 from starlette.concurrency import run_in_threadpool
 
 from dialer.config import Settings, get_settings
@@ -16,10 +17,9 @@ from dialer.metrics import WEBHOOKS
 from dialer.web.deps import token_ok
 from dialer.webhooks import (
     WebhookParseError,
-    apply_event,
     apply_field_map,
     parse_body,
-    store_event,
+    receive_event,
     store_unparseable,
 )
 
@@ -74,37 +74,37 @@ def _keep_unparseable(request: Request, body: bytes, error: str) -> None:
 
 
 def handle_webhook(request: Request, body: bytes, fields: dict[str, Any], settings: Settings) -> Response:
-    """Store the event and process it in one transaction; a processing failure still keeps the event.
+    """Store the event and (inline) process it in one transaction: `receive_event`.
 
-    The savepoint makes "store first" hold with a single commit: if processing fails, only the
-    processing is rolled back, the stored event commits as pending and the reconciler retries it.
+    Progress events take the one-statement path; if that statement fails, the event is stored
+    and processed the long way in a new transaction.
     """
+    inline = settings.webhook_processing == "inline"
+    if inline:
+        try:
+            return _handle(request, body, fields, settings, fast=True)
+        except DBAPIError:
+            log.exception("webhook_fast_path_failed")
+    return _handle(request, body, fields, settings, fast=False)
+
+
+def _handle(request: Request, body: bytes, fields: dict[str, Any], settings: Settings, *, fast: bool) -> Response:
     session = new_session()
     try:
         with session.begin():
-            stored = store_event(
+            stored, status = receive_event(
                 session=session,
                 method=request.method,
                 content_type=request.headers.get("content-type"),
                 headers=dict(request.headers),
                 body=body,
                 fields=fields,
+                process=settings.webhook_processing == "inline",
+                fast=fast,
+                now=_utcnow(),
+                wrapup_seconds=settings.agent_wrapup_seconds,
+                account_tz=settings.account_timezone,
             )
-            status = "duplicate" if not stored.is_new else "pending"
-            if stored.is_new and settings.webhook_processing == "inline":
-                try:
-                    with session.begin_nested():
-                        status = apply_event(
-                            session=session,
-                            event_id=stored.id,
-                            fields=fields,
-                            now=_utcnow(),
-                            wrapup_seconds=settings.agent_wrapup_seconds,
-                            account_tz=settings.account_timezone,
-                        )
-                except Exception:
-                    log.exception("webhook_processing_failed", event_id=stored.id)
-                    status = "pending"
     finally:
         session.close()
     WEBHOOKS.labels(status).inc()
