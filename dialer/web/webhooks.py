@@ -76,8 +76,9 @@ def _keep_unparseable(request: Request, body: bytes, error: str) -> None:
 def handle_webhook(request: Request, body: bytes, fields: dict[str, Any], settings: Settings) -> Response:
     """Store the event and (inline) process it in one transaction: `receive_event`.
 
-    Progress events take the one-statement path; if that statement fails, the event is stored
-    and processed the long way in a new transaction.
+    Progress events take the one-statement path. If the first try fails in the database (that
+    statement or anything after it), the event is tried once more the long way, in a new
+    transaction: store, then process in a savepoint.
     """
     inline = settings.webhook_processing == "inline"
     if inline:
