@@ -39,6 +39,17 @@ class WebhookParseError(ValueError):
 
 
 @dataclass(frozen=True)
+class RawEvent:
+    """A webhook as it came: how it was sent, its body, and the fields parsed from it."""
+
+    method: str
+    content_type: str | None
+    headers: dict[str, str]
+    body: bytes
+    fields: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class StoredEvent:
     id: int
     is_new: bool
@@ -118,33 +129,22 @@ def dedupe_key(fields: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def store_event(
-    *,
-    session: Session,
-    method: str,
-    content_type: str | None,
-    headers: dict[str, str],
-    body: bytes,
-    fields: dict[str, Any],
-) -> StoredEvent:
+def store_event(*, session: Session, event: RawEvent) -> StoredEvent:
     """Store the raw event before anything else; a copy only bumps the original's counter."""
-    params = _parsed_event(method=method, content_type=content_type, headers=headers, body=body, fields=fields)
-    return _insert_event(session, {**params, "status": "pending"})
+    return _insert_event(session, {**_parsed_event(event, event_kind(event.fields)), "status": "pending"})
 
 
-def _parsed_event(
-    *, method: str, content_type: str | None, headers: dict[str, str], body: bytes, fields: dict[str, Any]
-) -> dict[str, Any]:
+def _parsed_event(event: RawEvent, kind: str) -> dict[str, Any]:
     """The columns stored for a parsed event, its status aside."""
     return _event_params(
-        key=dedupe_key(fields),
-        method=method,
-        content_type=content_type,
-        headers=headers,
-        body=body,
-        fields=fields,
-        kind=event_kind(fields),
-        custom_identifier=_text(fields.get("custom_identifier"), 64),
+        key=dedupe_key(event.fields),
+        method=event.method,
+        content_type=event.content_type,
+        headers=event.headers,
+        body=event.body,
+        fields=event.fields,
+        kind=kind,
+        custom_identifier=_text(event.fields.get("custom_identifier"), 64),
     )
 
 
@@ -464,25 +464,18 @@ def _progress_statement(target: AttemptStatus | None) -> Executable:
 _STORE_PROGRESS = {kind: _progress_statement(target) for kind, target in _PROGRESS_TARGETS.items()}
 
 
-def store_progress(
-    *,
-    session: Session,
-    method: str,
-    content_type: str | None,
-    headers: dict[str, str],
-    body: bytes,
-    fields: dict[str, Any],
-) -> tuple[StoredEvent, str] | None:
+def store_progress(*, session: Session, event: RawEvent) -> tuple[StoredEvent, str] | None:
     """Store a progress event and apply it in one statement; None when the event is not one.
 
     Returns the stored event and its status: processed, duplicate (a copy), or pending (no attempt
     has its custom_identifier: `apply_event` correlates it by ref_id, call_id or uuid, or says why not).
     """
+    fields = event.fields
     kind = event_kind(fields)
     key = _call_key(fields)
     if kind not in _STORE_PROGRESS or key is None:
         return None
-    params = _parsed_event(method=method, content_type=content_type, headers=headers, body=body, fields=fields)
+    params = _parsed_event(event, kind)
     params.update(
         identifier=str(key),
         lead_id=key.lead_id,
@@ -502,11 +495,7 @@ def store_progress(
 def receive_event(
     *,
     session: Session,
-    method: str,
-    content_type: str | None,
-    headers: dict[str, str],
-    body: bytes,
-    fields: dict[str, Any],
+    event: RawEvent,
     process: bool,
     fast: bool,
     now: dt.datetime,
@@ -520,18 +509,11 @@ def receive_event(
     takes `store_progress` (one statement) when it can. Status: processed, orphan, duplicate
     (a copy of a stored event) or pending (not processed).
     """
-    event: dict[str, Any] = {
-        "method": method,
-        "content_type": content_type,
-        "headers": headers,
-        "body": body,
-        "fields": fields,
-    }
-    progress = store_progress(session=session, **event) if fast and process else None
+    progress = store_progress(session=session, event=event) if fast and process else None
     if progress is not None:
         stored, status = progress
     else:
-        stored = store_event(session=session, **event)
+        stored = store_event(session=session, event=event)
         status = "pending" if stored.is_new else "duplicate"
     if status == "pending" and process:
         try:
@@ -539,7 +521,7 @@ def receive_event(
                 status = apply_event(
                     session=session,
                     event_id=stored.id,
-                    fields=fields,
+                    fields=event.fields,
                     now=now,
                     wrapup_seconds=wrapup_seconds,
                     account_tz=account_tz,

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from sqlalchemy.orm import Session
 
 from dialer.models import Agent, CallAttempt, Lead
-from dialer.webhooks import apply_field_map, parse_body, receive_event
+from dialer.webhooks import RawEvent, apply_field_map, parse_body, receive_event
 
 
 def _events(identifier: str, outcome: str) -> list[dict[str, Any]]:
@@ -62,11 +62,7 @@ def _deliver(session: Session, event: dict[str, Any], as_form: bool, fast: bool)
     fields = parse_body(method="POST", content_type=ctype, body=body, query={})
     receive_event(
         session=session,
-        method="POST",
-        content_type=ctype,
-        headers={},
-        body=body,
-        fields=fields,
+        event=RawEvent("POST", ctype, {}, body, fields),
         process=True,
         fast=fast,
         now=WED_NOON_LONDON,

@@ -17,6 +17,7 @@ from dialer.models import Agent, CallAttempt, Campaign, Lead, WebhookEvent
 from dialer.states import AttemptStatus, LeadStatus
 from dialer.webhooks import (
     MAX_BODY_BYTES,
+    RawEvent,
     StoredEvent,
     WebhookParseError,
     event_kind,
@@ -132,11 +133,7 @@ def deliver(
     fields = parse_body(method="POST", content_type=JSON_CT, body=body, query={})
     return receive_event(
         session=session,
-        method="POST",
-        content_type=JSON_CT,
-        headers={"X-Webhook-Token": "hook-secret", "User-Agent": "Acefone"},
-        body=body,
-        fields=fields,
+        event=RawEvent("POST", JSON_CT, {"X-Webhook-Token": "hook-secret", "User-Agent": "Acefone"}, body, fields),
         process=True,
         fast=fast,
         now=now,
@@ -323,10 +320,8 @@ def test_store_event_dedupes_copies(session: Session) -> None:
     body = json_body({**HANGUP_ANSWERED, "custom_identifier": "c1-l2-a3"})
     fields = parse_body(method="POST", content_type=JSON_CT, body=body, query={})
     headers = {"X-Webhook-Token": "hook-secret", "Authorization": "Bearer x", "User-Agent": "Acefone"}
-    first = store_event(session=session, method="post", content_type=JSON_CT, headers=headers, body=body, fields=fields)
-    second = store_event(
-        session=session, method="post", content_type=JSON_CT, headers=headers, body=body, fields=fields
-    )
+    first = store_event(session=session, event=RawEvent("post", JSON_CT, headers, body, fields))
+    second = store_event(session=session, event=RawEvent("post", JSON_CT, headers, body, fields))
 
     assert first.is_new is True
     assert second.is_new is False
@@ -348,7 +343,7 @@ def test_different_events_are_different_rows(session: Session) -> None:
     for shape in (ANSWERED_BY_AGENT, HANGUP_ANSWERED):
         body = json_body(shape)
         fields = parse_body(method="POST", content_type=JSON_CT, body=body, query={})
-        assert store_event(session=session, method="POST", content_type=JSON_CT, headers={}, body=body, fields=fields)
+        assert store_event(session=session, event=RawEvent("POST", JSON_CT, {}, body, fields))
     assert session.scalar(select(func.count()).select_from(WebhookEvent)) == 2
 
 

@@ -16,6 +16,7 @@ from dialer.db import new_session, session_scope
 from dialer.metrics import WEBHOOKS
 from dialer.web.deps import token_ok
 from dialer.webhooks import (
+    RawEvent,
     WebhookParseError,
     apply_field_map,
     parse_body,
@@ -95,11 +96,9 @@ def _handle(request: Request, body: bytes, fields: dict[str, Any], settings: Set
         with session.begin():
             stored, status = receive_event(
                 session=session,
-                method=request.method,
-                content_type=request.headers.get("content-type"),
-                headers=dict(request.headers),
-                body=body,
-                fields=fields,
+                event=RawEvent(
+                    request.method, request.headers.get("content-type"), dict(request.headers), body, fields
+                ),
                 process=settings.webhook_processing == "inline",
                 fast=fast,
                 now=_utcnow(),
