@@ -200,6 +200,11 @@ def main() -> int:
                 """)
                 )
             ]
+            # Each connection opened is a new server process: a pool too small for the web's
+            # threads shows here as hundreds of them (and their CPU, lost to _postgres_cpu).
+            sessions = c.execute(
+                sa.text("SELECT sessions FROM pg_stat_database WHERE datname = current_database()")
+            ).scalar()
             # Request to hangup webhook, per call: how long an agent is taken by one call.
             cycle = c.execute(
                 sa.text(
@@ -262,6 +267,7 @@ def main() -> int:
     if cycle:
         capacity = args.agents / float(cycle)
         table.add_row("agent capacity (agents / mean request-to-hangup)", f"{capacity:.0f} CPS", f"> {args.cps}", "")
+    table.add_row("PostgreSQL connections opened (every process)", str(sessions), "", "")
     for who, seconds in others.items():
         table.add_row(f"CPU per dial: {who}", f"{seconds / max(1, n_dials) * 1000:.1f} ms", "", "")
     table.add_row("worker CPU per dial", f"{per_dial * 1000:.1f} ms", "", "")

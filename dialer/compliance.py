@@ -65,10 +65,15 @@ def evaluate(
     leads: list[Lead],
     now: dt.datetime,
     exclude_attempts: set[int] | None = None,
+    dnc_listed: set[str] | None = None,
 ) -> dict[int, Verdict]:
-    """Judge each lead against every compliance rule; return a verdict per lead id."""
+    """Judge each lead against every compliance rule; return a verdict per lead id.
+
+    `dnc_listed`: which of the leads' numbers are on the DNC list, when the caller read it in
+    the same statement as the leads (the dial task); None asks the list here.
+    """
     window = window_of(campaign)
-    blocked = listed(session=session, numbers=[lead.phone_e164 for lead in leads])
+    blocked = listed(session=session, numbers=[lead.phone_e164 for lead in leads]) if dnc_listed is None else dnc_listed
     need_history = bool(campaign.daily_cap_per_number or campaign.min_gap_seconds)
     history = (
         _recent_calls(

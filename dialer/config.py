@@ -19,6 +19,9 @@ class Settings(BaseSettings):
     database_url: str | None = None
     redis_url: str | None = None
     var_dir: Path = Path("var")
+    # PostgreSQL connections each process keeps open between uses. The web's webhook threads share
+    # them; a burst opens up to 10 more, closed after use (each a new server process, so costly).
+    db_pool_size: int = Field(default=20, ge=1)
 
     # Acefone.
     acefone_base_url: str = "https://api-account-uk.acefone.com"

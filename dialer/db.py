@@ -10,6 +10,7 @@ from sqlalchemy import Engine, create_engine
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.util import identity_key
 
+from dialer.config import get_settings
 from dialer.refill import publish_after_commit
 
 _engine: Engine | None = None
@@ -30,7 +31,8 @@ def get_engine() -> Engine:
     """Return this process's engine, creating it on first use."""
     global _engine, _factory
     if _engine is None:
-        _engine = create_engine(database_url(), pool_pre_ping=True, pool_size=5, max_overflow=10)
+        pool_size = get_settings().db_pool_size
+        _engine = create_engine(database_url(), pool_pre_ping=True, pool_size=pool_size, max_overflow=10)
         _factory = sessionmaker(_engine, expire_on_commit=False)
         # Agents freed by a commit get their campaign paced at once (dialer/refill.py).
         publish_after_commit(_factory)

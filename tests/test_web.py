@@ -243,3 +243,22 @@ def test_when_the_one_statement_path_fails_the_event_is_stored_and_processed_the
     assert _attempt(attempt_id).status == AttemptStatus.AGENT_ANSWERED
     [stored] = _events()
     assert (stored.status, stored.copies) == ("processed", 1)
+
+
+def test_blocking_requests_run_no_wider_than_the_connection_pool(
+    clean_db: sa.Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Each webhook or API thread holds a database connection: with more threads than the pool
+    # keeps, every burst would open (and close) a connection per request beyond it.
+    import anyio.to_thread
+
+    from dialer.web.app import create_app
+
+    monkeypatch.setenv("DIALER_DB_POOL_SIZE", "7")
+    get_settings.cache_clear()
+    try:
+        with TestClient(create_app()) as c:
+            assert c.portal is not None
+            assert c.portal.call(lambda: anyio.to_thread.current_default_thread_limiter().total_tokens) == 7
+    finally:
+        get_settings.cache_clear()
