@@ -128,13 +128,22 @@ def create_campaign(
 
 
 def set_campaign_state(
-    *, session: Session, campaign: Campaign, state: CampaignState, reason: str | None = None
+    *,
+    session: Session,
+    campaign: Campaign,
+    state: CampaignState,
+    reason: str | None = None,
+    now: dt.datetime | None = None,
 ) -> Campaign:
-    """Move a campaign through its state machine; raises IllegalTransition on a wrong move."""
+    """Move a campaign through its state machine; raises IllegalTransition on a wrong move.
+
+    `now` is the caller's clock (the pacer's tick), stamped as `finished_at` when the campaign
+    ends; the wall clock when None.
+    """
     campaign.state = transition(CAMPAIGN_TRANSITIONS, CampaignState(campaign.state), state)
     campaign.state_reason = reason
     if state in (CampaignState.COMPLETED, CampaignState.CANCELLED):
-        campaign.finished_at = dt.datetime.now(dt.UTC)
+        campaign.finished_at = now or dt.datetime.now(dt.UTC)
     session.flush()
     return campaign
 
@@ -145,7 +154,7 @@ def start_campaign(*, session: Session, campaign_id: int, now: dt.datetime) -> C
     later = (campaign.start_at is not None and campaign.start_at > now) or campaign.schedule_cron is not None
     # A recurring campaign waits for the beat to open its batch (which may be right away).
     target = CampaignState.SCHEDULED if later else CampaignState.RUNNING
-    return set_campaign_state(session=session, campaign=campaign, state=target)
+    return set_campaign_state(session=session, campaign=campaign, state=target, now=now)
 
 
 def pause_campaign(*, session: Session, campaign_id: int, reason: str | None = None) -> Campaign:

@@ -290,7 +290,9 @@ def record_result(
         )
         return_lead(lead=lead, next_attempt_at=now, reason="campaign_paused")
         if campaign.state == CampaignState.RUNNING:
-            set_campaign_state(session=session, campaign=campaign, state=CampaignState.PAUSED, reason=result.message)
+            set_campaign_state(
+                session=session, campaign=campaign, state=CampaignState.PAUSED, reason=result.message, now=now
+            )
     elif result.reason == FailureReason.AGENT_OFFLINE:
         settle_attempt(
             session=session, attempt=attempt, status=AttemptStatus.FAILED, now=now, wrapup_seconds=0, charge=False

@@ -12,8 +12,9 @@ Decisions:
 - A file with a header but no data rows is an error, not a 0-row import: it is nearly always the
   wrong sheet or a failed export, and a script that expects empty deltas can catch ImportFailed.
 - Completed and cancelled campaigns take no new leads: nothing would ever dial them.
-- A callback row gets callback_at, next_attempt_at = that time and a priority of at least 100
-  (CALLBACK_PRIORITY), so it is dialled first once due, still inside the calling window.
+- A callback row gets callback_at, next_attempt_at = that time and its priority raised by
+  CALLBACK_PRIORITY (100) until the callback is dialled, so it is dialled first once due, still
+  inside the calling window.
 - Imports into one campaign take turns (a transaction-level advisory lock): the duplicate check
   against the campaign's leads is then exact, and the rows can be COPYed straight into `leads`.
 - Rows are loaded in batches sorted by number (index locality; see importing.loading), so lead
@@ -42,6 +43,7 @@ from dialer.importing.loading import LeadLoader, copy_text
 from dialer.importing.numbers import e164_texts, normalise_column
 from dialer.importing.rejects import REJECTS_COLUMNS, RejectsFile
 from dialer.importing.sources import Chunk, Table, open_table
+from dialer.leads import CALLBACK_PRIORITY
 from dialer.models import Campaign, ImportJob
 from dialer.phones import INVALID_NUMBER, MISSING_NUMBER, NOT_DIALABLE_TYPE, UNPARSEABLE
 from dialer.states import CampaignState
@@ -79,8 +81,6 @@ REASONS = (
     DUPLICATE_IN_CAMPAIGN,
 )
 CHUNK_ROWS = 50_000
-# Largest file accepted (CLI and API). A million leads with a dozen columns is about 150 MB.
-CALLBACK_PRIORITY = 100
 # pg_advisory_xact_lock(class, campaign id): one import per campaign at a time.
 _LOCK_CLASS = 0x4C454144
 _CLOSED = frozenset({CampaignState.COMPLETED, CampaignState.CANCELLED})
@@ -521,7 +521,7 @@ def _timed_tails(batch: _Batch, rows: np.ndarray | None) -> list[str]:
     out = []
     for i in picked:
         due = batch.callback[i].isoformat()
-        priority = max(int(batch.priority[i]), CALLBACK_PRIORITY)
+        priority = int(batch.priority[i]) + CALLBACK_PRIORITY
         out.append(f"\t{priority}\t{due}\t{due}\t{_agent_text(batch.agent[i])}")
     return out
 

@@ -9,7 +9,9 @@ from sqlalchemy.orm import Session
 from dialer.models import Lead
 from dialer.states import LeadStatus
 
-# Callbacks are dialled before any other due lead of the campaign (still inside the window).
+# A callback raises its lead's priority by this much until the pacer claims the callback's
+# attempt and takes it back: the callback is dialled before the campaign's other due leads (still
+# inside the window), and the lead's later retries queue as they did before it.
 CALLBACK_PRIORITY = 100
 
 
@@ -26,9 +28,10 @@ def schedule_callback(*, session: Session, lead_id: int, at: dt.datetime, now: d
         raise ValueError(f"lead {lead_id} is {lead.status.value}: only a pending lead can be given a callback")
     if at < now - dt.timedelta(minutes=1):
         raise ValueError(f"callback time {at:%Y-%m-%d %H:%M} UTC is in the past")
+    if lead.callback_at is None:
+        lead.priority += CALLBACK_PRIORITY  # a moved callback is raised once
     lead.callback_at = at
     lead.next_attempt_at = at
-    lead.priority = max(lead.priority, CALLBACK_PRIORITY)
     lead.blocked_reason = "callback"
     session.flush()
     return lead

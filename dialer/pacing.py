@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from dialer.campaigns import set_campaign_state
 from dialer.compliance import evaluate
 from dialer.identifiers import format_identifier
+from dialer.leads import CALLBACK_PRIORITY
 from dialer.models import Agent, CallAttempt, Campaign, CampaignAgent, Lead
 from dialer.outcomes import set_lead_status
 from dialer.schedules import apply_schedules
@@ -142,7 +143,10 @@ def pace_campaign(*, session: Session, campaign: Campaign, now: dt.datetime, max
                 "callback_at": lead.callback_at.isoformat() if lead.callback_at else None,
             },
         )
-        lead.callback_at = None  # honoured: this attempt is the callback
+        if lead.callback_at is not None:
+            # Honoured: this attempt is the callback. Its lead's later retries wait their turn.
+            lead.callback_at = None
+            lead.priority -= CALLBACK_PRIORITY
         session.add(attempt)
         set_lead_status(lead, LeadStatus.IN_CALL)
         lead.blocked_reason = None
@@ -203,7 +207,7 @@ def pace_campaigns(
     for campaign in _running_campaigns(session, campaign_ids):
         if not campaign.schedule_cron and not _has_work(session, campaign.id):
             # Recurring campaigns wait for their next batch (and new leads) instead.
-            set_campaign_state(session=session, campaign=campaign, state=CampaignState.COMPLETED)
+            set_campaign_state(session=session, campaign=campaign, state=CampaignState.COMPLETED, now=now)
             result.completed.append(campaign.id)
             continue
         result.attempt_ids += pace_campaign(session=session, campaign=campaign, now=now, max_cps=max_cps)

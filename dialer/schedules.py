@@ -63,7 +63,7 @@ def apply_schedules(*, session: Session, now: dt.datetime) -> ScheduleChanges:
         state = CampaignState(campaign.state)
         if campaign.end_at is not None and campaign.end_at <= now:
             set_campaign_state(
-                session=session, campaign=campaign, state=CampaignState.COMPLETED, reason="end time reached"
+                session=session, campaign=campaign, state=CampaignState.COMPLETED, reason="end time reached", now=now
             )
             changes.ended.append(campaign.id)
             continue

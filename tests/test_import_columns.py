@@ -66,8 +66,9 @@ def test_callback_priority_and_agent_columns(session: Session, campaign: Campaig
     assert first.next_attempt_at == first.callback_at
     assert (first.priority, first.agent_id) == (CALLBACK_PRIORITY, _agent_id(session, "101"))
     assert leads[3].callback_at == dt.datetime(2030, 7, 1, 7, 15, tzinfo=dt.UTC)
-    assert leads[3].priority == CALLBACK_PRIORITY
-    assert (leads[4].priority, leads[4].agent_id) == (250, _agent_id(session, "102"))
+    # A callback raises the row's own priority (given back once the callback is dialled).
+    assert leads[3].priority == 5 + CALLBACK_PRIORITY
+    assert (leads[4].priority, leads[4].agent_id) == (250 + CALLBACK_PRIORITY, _agent_id(session, "102"))
     assert (leads[5].priority, leads[5].callback_at, leads[5].agent_id) == (7, None, None)
     plain = leads[6]
     assert (plain.priority, plain.callback_at) == (0, None)

@@ -93,6 +93,19 @@ def test_callbacks_are_dialled_first_when_due(session: Session) -> None:
     [attempt_id] = tick(session, MON_0700_LONDON)
     assert later.status == LeadStatus.IN_CALL and early.status == LeadStatus.PENDING
     assert later.callback_at is None  # honoured
+    # Given back with the callback: the lead's later retries queue at its own priority.
+    assert later.priority == 0
+
+
+def test_a_callback_raises_the_leads_own_priority_once_however_often_it_moves(session: Session) -> None:
+    campaign = make_campaign(session, agents=1, window=ALWAYS, days=ALL_DAYS)
+    [lead] = add_leads(session, campaign, 1)
+    lead.priority = 7
+    schedule_callback(session=session, lead_id=lead.id, at=MON_0700_LONDON, now=MON_0700_LONDON)
+    schedule_callback(session=session, lead_id=lead.id, at=MON_0700_LONDON, now=MON_0700_LONDON)
+    assert lead.priority == 7 + CALLBACK_PRIORITY
+    tick(session, MON_0700_LONDON)
+    assert (lead.callback_at, lead.priority) == (None, 7)
 
 
 def test_a_callback_waits_for_its_time(session: Session) -> None:
