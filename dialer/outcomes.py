@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 
 from sqlalchemy import bindparam, func, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, load_only
 
 from dialer import metrics
 from dialer.db import expire_cached
@@ -35,6 +35,8 @@ POLICY_OUTCOME = {
 }
 
 
+# What settling reads of a campaign (when the session does not hold it already).
+_POLICY_ONLY = [load_only(Campaign.retry_policy, Campaign.max_attempts)]
 _AGENTS = table_of(Agent)
 # Built once: every settled call runs it.
 _RELEASE_AGENT = (
@@ -91,14 +93,17 @@ def settle_attempt(
     """
     if attempt.status in ATTEMPT_FINAL:
         return False
-    attempt.status = transition(ATTEMPT_TRANSITIONS, AttemptStatus(attempt.status), status)
+    # The two statements first: run after the changes below, each would flush the attempt
+    # (autoflush), and the end of the transaction would write it a second time.
+    new_status = transition(ATTEMPT_TRANSITIONS, AttemptStatus(attempt.status), status)
+    release_agent(session=session, attempt=attempt, now=now, wrapup_seconds=wrapup_seconds)
+    campaign = session.get(Campaign, attempt.campaign_id, options=_POLICY_ONLY)
+    assert campaign is not None
+    attempt.status = new_status
     metrics.CALL_OUTCOMES.labels(outcome=status.value).inc()
     attempt.ended_at = now
-    release_agent(session=session, attempt=attempt, now=now, wrapup_seconds=wrapup_seconds)
 
     lead = attempt.lead
-    campaign = session.get(Campaign, attempt.campaign_id)
-    assert campaign is not None
     if lead.status != LeadStatus.IN_CALL:
         # The lead moved on without this call (cancelled campaign, DNC): record, decide nothing.
         return True

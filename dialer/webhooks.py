@@ -18,12 +18,12 @@ from zoneinfo import ZoneInfo
 import structlog
 from sqlalchemy import BigInteger, Executable, Update, bindparam, case, exists, func, literal, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, defer, joinedload
 
 from dialer import metrics
 from dialer.db import expire_cached
 from dialer.identifiers import CallKey, parse_identifier
-from dialer.models import CallAttempt, WebhookEvent, table_of
+from dialer.models import CallAttempt, Lead, WebhookEvent, table_of
 from dialer.outcomes import settle_attempt
 from dialer.states import ATTEMPT_FINAL, ATTEMPT_RANK, ATTEMPT_TRANSITIONS, AttemptStatus, can_transition
 
@@ -289,8 +289,15 @@ def parse_stamp(value: Any, account_tz: str) -> dt.datetime | None:
     return stamp.astimezone(dt.UTC)
 
 
-# Built once: every event is correlated. Locks the attempt and (joined) its lead.
-_BY_IDENTIFIER = select(CallAttempt).where(CallAttempt.custom_identifier == bindparam("identifier")).with_for_update()
+# Built once: every event is correlated. Locks the attempt and (joined) its lead. Their bulky
+# columns (the dial audit, the lead's custom fields) are left out: settling never reads them.
+_BULKY = (defer(CallAttempt.audit), joinedload(CallAttempt.lead).defer(Lead.own_fields).defer(Lead.custom_values))
+_BY_IDENTIFIER = (
+    select(CallAttempt)
+    .options(*_BULKY)
+    .where(CallAttempt.custom_identifier == bindparam("identifier"))
+    .with_for_update()
+)
 
 
 def _call_key(fields: dict[str, Any]) -> CallKey | None:
@@ -312,7 +319,9 @@ def correlate(*, session: Session, fields: dict[str, Any]) -> tuple[CallAttempt 
         if value is not None:
             conditions.append(column == str(value))
     if conditions:
-        attempt = session.scalars(select(CallAttempt).where(or_(*conditions)).limit(1).with_for_update()).first()
+        attempt = session.scalars(
+            select(CallAttempt).options(*_BULKY).where(or_(*conditions)).limit(1).with_for_update()
+        ).first()
         if attempt is not None:
             return attempt, None
     if raw_id is None:
@@ -353,7 +362,6 @@ def apply_event(
         status, reason = "orphan", why
     else:
         kind = event_kind(fields)
-        _learn_ids(attempt, fields)
         if kind == "agent_answered":
             _advance(attempt, AttemptStatus.AGENT_ANSWERED)
         elif kind == "customer_answered":
@@ -364,6 +372,8 @@ def apply_event(
             _settle_from_hangup(session, attempt, fields, now, wrapup_seconds, account_tz)
         else:
             status, reason = "orphan", f"unrecognised event (call_status {str(fields.get('call_status'))[:40]!r})"
+        # After the hangup's settlement, which runs statements: set before, they would be flushed twice.
+        _learn_ids(attempt, fields)
     session.execute(
         _MARK_EVENT,
         {"event_id": event_id, "status": status, "reason": reason, "attempt_id": attempt.id if attempt else None},
@@ -377,11 +387,12 @@ def _settle_from_hangup(
 ) -> None:
     if attempt.status in ATTEMPT_FINAL:
         return  # a copy or a late twin: the call is already settled
+    settle_attempt(session=session, attempt=attempt, status=hangup_outcome(fields), now=now, wrapup_seconds=wrapup)
+    # After settling, which runs statements: set before, these would be flushed twice.
     attempt.billsec = _int(fields.get("billsec"))
     attempt.duration = _int(fields.get("duration"))
     attempt.hangup_cause = _text(fields.get("hangup_cause_key") or fields.get("hangup_cause"), 64)
     attempt.recording_url = _text(fields.get("recording_url"), 2000)
-    settle_attempt(session=session, attempt=attempt, status=hangup_outcome(fields), now=now, wrapup_seconds=wrapup)
     ended = parse_stamp(fields.get("end_stamp"), account_tz)
     if ended is not None:
         metrics.WEBHOOK_LAG.observe(max(0.0, (now - ended).total_seconds()))
@@ -504,10 +515,12 @@ def receive_event(
 ) -> tuple[StoredEvent, str]:
     """Store an event and, if `process`, apply it, in the caller's transaction; return it and its status.
 
-    Store first: the event is applied in a savepoint, so a processing failure rolls back only the
-    processing and the event stays pending for the reconciler. With `fast`, a progress event
-    takes `store_progress` (one statement) when it can. Status: processed, orphan, duplicate
-    (a copy of a stored event) or pending (not processed).
+    The long way (not `fast`): store first, then apply in a savepoint, so a processing failure
+    rolls back only the processing and the event stays pending for the beat. With `fast`, a
+    progress event takes `store_progress` (one statement) when it can, and any other event is
+    applied without a savepoint (two statements fewer): a failure then fails the whole
+    transaction, and the caller must roll back and receive the event again the long way.
+    Status: processed, orphan, duplicate (a copy of a stored event) or pending (not processed).
     """
     progress = store_progress(session=session, event=event) if fast and process else None
     if progress is not None:
@@ -515,7 +528,16 @@ def receive_event(
     else:
         stored = store_event(session=session, event=event)
         status = "pending" if stored.is_new else "duplicate"
-    if status == "pending" and process:
+    if status == "pending" and process and fast:
+        status = apply_event(
+            session=session,
+            event_id=stored.id,
+            fields=event.fields,
+            now=now,
+            wrapup_seconds=wrapup_seconds,
+            account_tz=account_tz,
+        )
+    elif status == "pending" and process:
         try:
             with session.begin_nested():
                 status = apply_event(

@@ -245,6 +245,23 @@ def test_when_the_one_statement_path_fails_the_event_is_stored_and_processed_the
     assert (stored.status, stored.copies) == ("processed", 1)
 
 
+def test_a_hangup_whose_processing_fails_is_kept_pending_and_changes_nothing(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Both tries fail: the fast one (no savepoint) rolls back whole, the long one keeps the event.
+    import dialer.webhooks
+
+    def broken(*_: object) -> None:
+        raise RuntimeError("a bug in settling")
+
+    monkeypatch.setattr(dialer.webhooks, "_settle_from_hangup", broken)
+    attempt_id, identifier = _attempt_in_progress()
+    assert _post(client, {**HANGUP, "custom_identifier": identifier})["status"] == "pending"
+    assert _attempt(attempt_id).status == AttemptStatus.ORIGINATED
+    [stored] = _events()
+    assert (stored.status, stored.copies, stored.custom_identifier) == ("pending", 1, identifier)
+
+
 def test_blocking_requests_run_no_wider_than_the_connection_pool(
     clean_db: sa.Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:

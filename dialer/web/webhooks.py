@@ -8,7 +8,6 @@ from typing import Any
 import structlog
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
-from sqlalchemy.exc import DBAPIError
 from starlette.concurrency import run_in_threadpool
 
 from dialer.config import Settings, get_settings
@@ -77,15 +76,16 @@ def _keep_unparseable(request: Request, body: bytes, error: str) -> None:
 def handle_webhook(request: Request, body: bytes, fields: dict[str, Any], settings: Settings) -> Response:
     """Store the event and (inline) process it in one transaction: `receive_event`.
 
-    Progress events take the one-statement path. If the first try fails in the database (that
-    statement or anything after it), the event is tried once more the long way, in a new
-    transaction: store, then process in a savepoint.
+    The first try is the fast way: progress events in one statement, the others processed without
+    a savepoint. If it fails (in the database or in processing), its transaction is rolled back
+    and the event is tried once more the long way, in a new transaction: store, then process in
+    a savepoint, so even an event whose processing fails again is kept (pending).
     """
     inline = settings.webhook_processing == "inline"
     if inline:
         try:
             return _handle(request, body, fields, settings, fast=True)
-        except DBAPIError:
+        except Exception:
             log.exception("webhook_fast_path_failed")
     return _handle(request, body, fields, settings, fast=False)
 
