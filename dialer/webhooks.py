@@ -528,8 +528,11 @@ def receive_event(
     else:
         stored = store_event(session=session, event=event)
         status = "pending" if stored.is_new else "duplicate"
-    if status == "pending" and process and fast:
-        status = apply_event(
+    if status != "pending" or not process:
+        return stored, status
+
+    def apply() -> str:
+        return apply_event(
             session=session,
             event_id=stored.id,
             fields=event.fields,
@@ -537,20 +540,15 @@ def receive_event(
             wrapup_seconds=wrapup_seconds,
             account_tz=account_tz,
         )
-    elif status == "pending" and process:
-        try:
-            with session.begin_nested():
-                status = apply_event(
-                    session=session,
-                    event_id=stored.id,
-                    fields=event.fields,
-                    now=now,
-                    wrapup_seconds=wrapup_seconds,
-                    account_tz=account_tz,
-                )
-        except Exception:
-            log.exception("webhook_processing_failed", event_id=stored.id)
-            status = "pending"
+
+    if fast:
+        return stored, apply()
+    try:
+        with session.begin_nested():
+            status = apply()
+    except Exception:
+        log.exception("webhook_processing_failed", event_id=stored.id)
+        status = "pending"
     return stored, status
 
 
