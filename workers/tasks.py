@@ -20,7 +20,7 @@ from dialer.pacing import pace_campaigns as pace
 from dialer.reconciler import reconcile as reconcile_calls
 from dialer.reports import compact_counters
 from dialer.webhooks import pending_events, process_event
-from workers.app import app
+from workers.app import app, publish_dial
 
 # Retry-safe results come back within a minute; longer countdowns would sit in Redis as ETAs.
 MAX_COUNTDOWN = 60.0
@@ -70,7 +70,7 @@ def place_call(self: Task, attempt_id: int) -> str:
             rate_limit_pause=settings.rate_limit_pause,
         )
     if outcome.retry_in is not None:
-        place_call.apply_async((attempt_id,), countdown=min(outcome.retry_in, MAX_COUNTDOWN))
+        publish_dial(attempt_id, countdown=min(outcome.retry_in, MAX_COUNTDOWN))
     return outcome.status
 
 
@@ -80,7 +80,7 @@ def pace_campaigns(campaign_ids: list[int] | None = None) -> int:
     with session_scope() as session:
         result = pace(session=session, now=_now(), max_cps=get_settings().max_cps, campaign_ids=campaign_ids)
     for attempt_id in result.attempt_ids:
-        place_call.delay(attempt_id)
+        publish_dial(attempt_id)
     return len(result.attempt_ids)
 
 
@@ -117,7 +117,7 @@ def reconcile() -> dict[str, int]:
         requeue_after=s.requeue_after,
     )
     for attempt_id in result.republish:
-        place_call.delay(attempt_id)
+        publish_dial(attempt_id)
     with session_scope() as session:
         # Fold the report counters' delta rows so reports stay one small read.
         compact_counters(session=session)
