@@ -4,8 +4,8 @@ Whoever frees an agent (the hangup webhook, the reconciler, the dial task's own 
 all through `outcomes.release_agent`) notes the campaign and the moment the agent is free again
 (after its wrap-up gap) in the session. When that session commits, the notes go to Redis: a
 sorted set of `campaign@due` members scored by their due time, and a one-item wake list. The
-beat process's refill thread (`workers/refill.py`) blocks on the wake list, pops every due
-member in one atomic step and sends one pacer task for those campaigns.
+beat process's pacer thread (`workers/refill.py`) blocks on the wake list, pops every due
+member in one atomic step and paces those campaigns there, at once.
 
 Nothing here is needed for correctness: a lost note (Redis down, a process killed between commit
 and push) only means that agent waits for the pacer's regular tick.
@@ -122,7 +122,7 @@ def default_queue() -> RefillQueue:
     from dialer.config import get_settings
     from dialer.embedded import resolve_urls
 
-    # The read timeout stays above the refill thread's longest blocking wait (1 s).
+    # The read timeout stays above the pacer thread's longest blocking wait (1 s).
     client = redis.Redis.from_url(resolve_urls().redis_url, socket_timeout=3, socket_connect_timeout=1)
     return RefillQueue(client, get_settings().redis_prefix)
 

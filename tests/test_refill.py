@@ -145,7 +145,7 @@ def test_the_hangup_webhook_asks_for_a_refill(
     assert refills.pop_due(dt.datetime.now(dt.UTC).timestamp() + 1)[0] == [campaign_id]
 
 
-# ---- the beat's refill thread ---------------------------------------------------------------------------
+# ---- the beat's pacer thread ----------------------------------------------------------------------------
 
 
 def test_the_refill_thread_sends_due_campaigns_and_stops(queue: RefillQueue) -> None:
@@ -179,6 +179,44 @@ def test_the_refill_thread_holds_back_what_is_not_due(queue: RefillQueue) -> Non
     queue.push([(4, T0 + 5)])
     run(queue=queue, send=sent.append, stop=stop, clock=tick)
     assert sent == [[4]]
+
+
+class _QuietQueue:
+    """No refill requests; waiting moves the fake clock on instead of blocking on Redis."""
+
+    def __init__(self, now: list[float]) -> None:
+        self.now = now
+
+    def pop_due(self, now: float) -> tuple[list[int], float | None]:
+        return [], None
+
+    def wait(self, timeout: float) -> None:
+        self.now[0] += timeout
+
+
+def test_the_pacer_thread_ticks_every_interval_with_no_refill_requests() -> None:
+    now, ticks, stop = [T0], [], threading.Event()
+
+    def tick() -> None:
+        ticks.append(now[0])
+        if len(ticks) == 3:
+            stop.set()
+
+    run(queue=_QuietQueue(now), send=lambda _: None, stop=stop, tick=tick, interval=2.0, clock=lambda: now[0])  # type: ignore[arg-type]
+    assert ticks == [T0 + 2, T0 + 4, T0 + 6]
+
+
+def test_a_tick_that_fails_does_not_stop_the_next_one() -> None:
+    now, ticks, stop = [T0], [], threading.Event()
+
+    def tick() -> None:
+        ticks.append(now[0])
+        if len(ticks) == 1:
+            raise RuntimeError("a bug in one pace")
+        stop.set()
+
+    run(queue=_QuietQueue(now), send=lambda _: None, stop=stop, tick=tick, interval=1.0, clock=lambda: now[0])  # type: ignore[arg-type]
+    assert ticks == [T0 + 1, T0 + 2]
 
 
 # ---- the refill pace ------------------------------------------------------------------------------------

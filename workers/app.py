@@ -22,8 +22,8 @@ def create_app() -> Celery:
     app.conf.broker_url = redis_url
     # One queue per deployment prefix: two dialers (or test runs) on one Redis never share work.
     app.conf.task_default_queue = settings.redis_prefix
+    # The pacer tick runs in the beat process itself (workers/refill.py), not as a task.
     app.conf.beat_schedule = {
-        "pace-campaigns": {"task": "dialer.pace_campaigns", "schedule": settings.pacer_interval},
         "reconcile": {"task": "dialer.reconcile", "schedule": settings.reconcile_interval},
         # Deferred mode processes every stored event here; inline mode only what a crash left behind.
         "process-events": {
@@ -58,12 +58,10 @@ def _after_fork(**_: Any) -> None:
 
 
 @beat_init.connect
-def _start_refill(sender: Any = None, **_: Any) -> None:
-    # The beat process also paces campaigns whose agents a hangup has just freed.
+def _start_pacer(sender: Any = None, **_: Any) -> None:
+    # The beat process runs the pacer tick, and paces at once campaigns whose agents a hangup has
+    # just freed (workers/refill.py).
     from dialer.refill import default_queue
-    from workers.refill import pace_now, start
+    from workers.refill import start
 
-    def pace(campaign_ids: list[int]) -> None:
-        pace_now(campaign_ids, publish_dial)
-
-    start(queue=default_queue(), send=pace)
+    start(queue=default_queue(), publish=publish_dial)

@@ -1,10 +1,12 @@
-"""The beat process's refill thread: due refill requests are paced here, at once.
+"""The beat process's pacer thread: the pacer tick, and due refill requests paced at once.
 
-Requests come from `dialer.refill` (an agent freed by a hangup, after its wrap-up gap). The
-thread blocks on Redis, so an idle dialer costs nothing. It paces the campaigns itself rather
-than sending a pacer task, which would wait in the queue behind the dial tasks it is meant to
-feed; it publishes the dials after its commit, as the tick does. The beat's regular pacer tick
-stays the floor if this thread, Redis or the database is ever missing.
+Every `DIALER_PACER_INTERVAL` seconds it runs the pacer tick (schedules, then every running
+campaign). Between ticks it blocks on Redis for refill requests (`dialer.refill`: an agent freed
+by a hangup, after its wrap-up gap), so an idle dialer costs nothing. Both pace in this process
+rather than through a pacer task, which would wait in the queue behind the very dials it is
+meant to feed (and for a free worker); the dials are published after the commit. With two beats,
+the pacer's advisory lock makes one of them the leader for each tick. If Redis or the database
+is away, the thread logs it and tries again a second later.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from dialer.config import get_settings
 from dialer.db import session_scope
-from dialer.pacing import refill_campaigns
+from dialer.pacing import pace_campaigns, refill_campaigns
 from dialer.refill import RefillQueue
 
 log = structlog.get_logger("workers.refill")
@@ -37,20 +39,34 @@ def run(
     queue: RefillQueue,
     send: Callable[[list[int]], None],
     stop: threading.Event,
+    tick: Callable[[], object] | None = None,
+    interval: float = 1.0,
     clock: Callable[[], float] = time.time,
 ) -> None:
-    """Until `stop` is set: pop what is due, send it, and wait for the next request."""
+    """Until `stop` is set: `tick` every `interval` s; between ticks pop what is due, send it,
+    and wait for the next request."""
+    next_tick = clock() + interval
     while not stop.is_set():
         try:
+            if tick is not None and clock() >= next_tick:
+                # Every interval; after a tick that overran, the next one an interval later.
+                next_tick = max(next_tick + interval, clock())
+                tick()
             campaigns, next_at = queue.pop_due(clock())
             if campaigns:
                 send(campaigns)
                 stop.wait(GATHER_SECONDS)
                 continue
-            wait = MAX_WAIT_SECONDS if next_at is None else min(MAX_WAIT_SECONDS, next_at - clock())
-            queue.wait(wait)
+            due = [next_tick] if tick is not None else []
+            if next_at is not None:
+                due.append(next_at)
+            queue.wait(min([MAX_WAIT_SECONDS] + [at - clock() for at in due]))
         except (redis.RedisError, OSError, SQLAlchemyError) as exc:
-            log.warning("refill_unavailable", error=str(exc))
+            log.warning("pacer_unavailable", error=str(exc))
+            stop.wait(MAX_WAIT_SECONDS)
+        except Exception:
+            # Whatever went wrong in one pace, the next tick must still come.
+            log.exception("pacer_failed")
             stop.wait(MAX_WAIT_SECONDS)
 
 
@@ -65,11 +81,29 @@ def pace_now(campaign_ids: list[int], publish: Callable[[int], None]) -> int:
     return len(attempt_ids)
 
 
-def start(*, queue: RefillQueue, send: Callable[[list[int]], None]) -> tuple[threading.Thread, threading.Event]:
-    """Run the refill loop on a daemon thread; set the returned event to stop it."""
+def tick_now(publish: Callable[[int], None]) -> int:
+    """Run one pacer tick in this process; publish one dial per claimed attempt after the commit."""
+    with session_scope() as session:
+        result = pace_campaigns(session=session, now=dt.datetime.now(dt.UTC), max_cps=get_settings().max_cps)
+    for attempt_id in result.attempt_ids:
+        publish(attempt_id)
+    return len(result.attempt_ids)
+
+
+def start(*, queue: RefillQueue, publish: Callable[[int], None]) -> tuple[threading.Thread, threading.Event]:
+    """Run the pacer loop on a daemon thread; set the returned event to stop it."""
     stop = threading.Event()
     thread = threading.Thread(
-        target=run, kwargs={"queue": queue, "send": send, "stop": stop}, name="refill", daemon=True
+        target=run,
+        kwargs={
+            "queue": queue,
+            "send": lambda campaign_ids: pace_now(campaign_ids, publish),
+            "tick": lambda: tick_now(publish),
+            "interval": get_settings().pacer_interval,
+            "stop": stop,
+        },
+        name="pacer",
+        daemon=True,
     )
     thread.start()
     return thread, stop

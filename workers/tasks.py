@@ -16,7 +16,6 @@ from dialer.db import new_session, pinned_sessions, session_scope
 from dialer.dialing import place_call as dial
 from dialer.embedded import resolve_urls
 from dialer.limiter import RedisRateLimiter
-from dialer.pacing import pace_campaigns as pace
 from dialer.reconciler import reconcile as reconcile_calls
 from dialer.reports import compact_counters
 from dialer.webhooks import pending_events, process_event
@@ -72,16 +71,6 @@ def place_call(self: Task, attempt_id: int) -> str:
     if outcome.retry_in is not None:
         publish_dial(attempt_id, countdown=min(outcome.retry_in, MAX_COUNTDOWN))
     return outcome.status
-
-
-@app.task(name="dialer.pace_campaigns")
-def pace_campaigns(campaign_ids: list[int] | None = None) -> int:
-    """Run one pacer tick; publish the dials after the claim has committed."""
-    with session_scope() as session:
-        result = pace(session=session, now=_now(), max_cps=get_settings().max_cps, campaign_ids=campaign_ids)
-    for attempt_id in result.attempt_ids:
-        publish_dial(attempt_id)
-    return len(result.attempt_ids)
 
 
 @app.task(name="dialer.process_events")
