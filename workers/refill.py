@@ -48,9 +48,13 @@ def run(
     next_tick = clock() + interval
     while not stop.is_set():
         try:
-            if tick is not None and clock() >= next_tick:
-                # Every interval; after a tick that overran, the next one an interval later.
-                next_tick = max(next_tick + interval, clock())
+            now = clock()
+            if tick is not None and now >= next_tick:
+                # Every interval on the dot; when more than an interval late (a tick that overran),
+                # the next one an interval from now rather than a burst to catch up.
+                next_tick += interval
+                if next_tick <= now:
+                    next_tick = now + interval
                 tick()
             campaigns, next_at = queue.pop_due(clock())
             if campaigns:
