@@ -74,24 +74,20 @@ def run(
             stop.wait(MAX_WAIT_SECONDS)
 
 
-def pace_now(campaign_ids: list[int], publish: Callable[[int], None]) -> int:
-    """Pace these campaigns in this process; publish one dial per claimed attempt after the commit."""
+def pace_now(campaign_ids: list[int] | None, publish: Callable[[int], None]) -> int:
+    """Pace in this process, then publish one dial per claimed attempt after the commit.
+
+    `campaign_ids`: a refill of just these campaigns; None: a full pacer tick (schedules first).
+    """
+    now, max_cps = dt.datetime.now(dt.UTC), get_settings().max_cps
     with session_scope() as session:
-        attempt_ids = refill_campaigns(
-            session=session, now=dt.datetime.now(dt.UTC), max_cps=get_settings().max_cps, campaign_ids=campaign_ids
-        )
+        if campaign_ids is None:
+            attempt_ids = pace_campaigns(session=session, now=now, max_cps=max_cps).attempt_ids
+        else:
+            attempt_ids = refill_campaigns(session=session, now=now, max_cps=max_cps, campaign_ids=campaign_ids)
     for attempt_id in attempt_ids:
         publish(attempt_id)
     return len(attempt_ids)
-
-
-def tick_now(publish: Callable[[int], None]) -> int:
-    """Run one pacer tick in this process; publish one dial per claimed attempt after the commit."""
-    with session_scope() as session:
-        result = pace_campaigns(session=session, now=dt.datetime.now(dt.UTC), max_cps=get_settings().max_cps)
-    for attempt_id in result.attempt_ids:
-        publish(attempt_id)
-    return len(result.attempt_ids)
 
 
 def start(*, queue: RefillQueue, publish: Callable[[int], None]) -> tuple[threading.Thread, threading.Event]:
@@ -102,7 +98,7 @@ def start(*, queue: RefillQueue, publish: Callable[[int], None]) -> tuple[thread
         kwargs={
             "queue": queue,
             "send": lambda campaign_ids: pace_now(campaign_ids, publish),
-            "tick": lambda: tick_now(publish),
+            "tick": lambda: pace_now(None, publish),
             "interval": get_settings().pacer_interval,
             "stop": stop,
         },
